@@ -1,0 +1,1 @@
+//! The twinrt node.
