@@ -163,6 +163,10 @@ pub struct Class {
     pub eval_order: Vec<u16>,
     pub alarms: Vec<AlarmDef>,
     pub rollups: Vec<RollupDef>,
+    /// Which process model of the `sim` crate feeds this class's unbound
+    /// sourced properties (`"centrifugal_pump"`, `"tank"`); `None`: a generic
+    /// random walk within each property's range.
+    pub sim: Option<String>,
 }
 
 impl Class {
