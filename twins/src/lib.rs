@@ -14,6 +14,7 @@ pub mod expr;
 pub mod id;
 pub mod model;
 pub mod quality;
+pub mod rollup;
 pub mod sample;
 pub mod time;
 pub mod units;
