@@ -1,0 +1,14 @@
+//! The twin actor and what twins of a node share.
+
+mod context;
+mod plan;
+mod scheduler;
+mod twin;
+
+pub use context::{Faults, RootObserver, TwinContext, TwinMetrics};
+pub use plan::{Plan, Source};
+pub use scheduler::Scheduler;
+pub use twin::{
+    AlarmCommand, AlarmView, ChildUpdate, EVENTS_PER_SEQ, ParentLink, PropView, SampleBatch,
+    TwinActor, TwinArgs, TwinError, TwinMsg, TwinState, TwinView,
+};

@@ -1,0 +1,179 @@
+//! What every twin of a node shares: the model, the clock, the store, the
+//! scheduler and the metrics.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::model::Model;
+use crate::rollup::AlarmCounts;
+use crate::store::{Store, StoreWriter};
+use crate::time::{Clock, Timestamp};
+
+use ractor::ActorRef;
+
+use super::plan::Plan;
+use super::twin::TwinMsg;
+use super::scheduler::Scheduler;
+
+/// Told whenever the root (HQ) twin folds a child's update into its roll-ups.
+pub trait RootObserver: Send + Sync + fmt::Debug {
+    /// `oldest_arrival`: arrival time of the oldest sample first included by
+    /// this update; `now - oldest_arrival` bounds the sample-to-HQ latency of
+    /// every sample the update brings.
+    fn on_root_update(&self, oldest_arrival: Timestamp, now: Timestamp, alarms: &AlarmCounts);
+}
+
+/// Node-wide counters of the twin layer (read by `/metrics` and the terminal summary).
+#[derive(Debug, Default)]
+pub struct TwinMetrics {
+    pub twins_started: AtomicU64,
+    pub samples: AtomicU64,
+    pub batches: AtomicU64,
+    /// Samples rejected (unknown property, wrong type): named in the log, counted here.
+    pub samples_rejected: AtomicU64,
+    pub publishes: AtomicU64,
+    pub restarts: AtomicU64,
+    pub escalations: AtomicU64,
+    pub alarm_transitions: AtomicU64,
+    /// Write-behind operations that could not be queued (store shutting down).
+    pub writes_dropped: AtomicU64,
+}
+
+impl TwinMetrics {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn inc(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Shared by all twins of a node. Build one per node and hand it to the root.
+#[derive(Debug)]
+pub struct TwinContext {
+    pub model: Arc<Model>,
+    pub clock: Clock,
+    /// Where twins recover their state on (re)start; `None`: no persistence.
+    pub store: Option<Arc<dyn Store>>,
+    /// Write-behind queue for state, history and journal; `None`: no persistence.
+    pub writer: Option<StoreWriter>,
+    pub scheduler: Scheduler,
+    pub metrics: Arc<TwinMetrics>,
+    pub root_observer: Option<Arc<dyn RootObserver>>,
+    /// Whether devices append every accepted sample to history.
+    pub persist_history: bool,
+    /// Test and chaos-drill hook: twins listed here panic on every message.
+    pub faults: Option<Arc<Faults>>,
+    plans: Mutex<HashMap<(usize, usize), Arc<Plan>>>,
+    /// The running actor of every twin, by index in `model.twins`; updated on restart.
+    refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
+}
+
+/// Fault injection for tests and drills: which twins panic on every message.
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub panic_on_message: Mutex<std::collections::HashSet<usize>>,
+}
+
+impl Faults {
+    pub fn panic_on_message(&self, twin: usize, on: bool) {
+        let mut set = self.panic_on_message.lock().unwrap_or_else(|e| e.into_inner());
+        if on {
+            set.insert(twin);
+        } else {
+            set.remove(&twin);
+        }
+    }
+
+    pub(crate) fn should_panic(&self, twin: usize) -> bool {
+        self.panic_on_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&twin)
+    }
+}
+
+impl TwinContext {
+    /// A context with the given model and clock, no store and no observer.
+    /// Must be created inside a tokio runtime (it starts the scheduler).
+    pub fn new(model: Arc<Model>, clock: Clock) -> Self {
+        let model_len = model.twins.len();
+        Self {
+            model,
+            clock,
+            store: None,
+            writer: None,
+            scheduler: Scheduler::spawn(),
+            metrics: Arc::new(TwinMetrics::default()),
+            root_observer: None,
+            persist_history: true,
+            faults: None,
+            plans: Mutex::new(HashMap::new()),
+            refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// The running actor of twin `index` (in `model.twins`), if it is up.
+    pub fn actor_of(&self, index: usize) -> Option<ActorRef<TwinMsg>> {
+        self.refs
+            .get(index)?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn register(&self, index: usize, actor: Option<ActorRef<TwinMsg>>) {
+        if let Some(slot) = self.refs.get(index) {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = actor;
+        }
+    }
+
+    /// Clears the registration of `index` if it is still `actor`.
+    pub(crate) fn unregister(&self, index: usize, actor: &ActorRef<TwinMsg>) {
+        if let Some(slot) = self.refs.get(index) {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_some_and(|a| a.get_id() == actor.get_id()) {
+                *slot = None;
+            }
+        }
+    }
+
+    pub fn with_store(mut self, store: Arc<dyn Store>, writer: StoreWriter) -> Self {
+        self.store = Some(store);
+        self.writer = Some(writer);
+        self
+    }
+
+    pub fn with_root_observer(mut self, observer: Arc<dyn RootObserver>) -> Self {
+        self.root_observer = Some(observer);
+        self
+    }
+
+    /// The (shared) contribution plan of a child class under a parent class.
+    pub(crate) fn plan(&self, parent_class: usize, child_class: usize) -> Arc<Plan> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans
+            .entry((parent_class, child_class))
+            .or_insert_with(|| {
+                Plan::new(
+                    &self.model.classes[parent_class],
+                    &self.model.classes[child_class],
+                )
+            })
+            .clone()
+    }
+
+    /// Staleness limit of a property with expected period `period`.
+    pub(crate) fn stale_after(&self, period: Duration) -> Duration {
+        period.mul_f64(self.model.settings.stale_factor.max(1.0))
+    }
+}
