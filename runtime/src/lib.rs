@@ -1,1 +1,21 @@
-//! The twinrt node.
+//! # runtime
+//!
+//! The twinrt node: it reads a model directory, opens the store, spawns the
+//! twin tree, starts the sources and serves the CLI (`twinrt`).
+//!
+//! - [`node`]: the composition root ([`node::Node`]).
+//! - [`store`]: the embedded fjall store.
+//! - [`model_dir`]: reading and compiling a model directory.
+//! - [`sim_source`]: the simulator as a sample source.
+//! - [`router`]: routing samples from sources to twins.
+//! - [`summary`]: the live terminal summary.
+//! - [`cli`]: subcommands.
+
+pub mod bench;
+pub mod cli;
+pub mod model_dir;
+pub mod node;
+pub mod router;
+pub mod sim_source;
+pub mod store;
+pub mod summary;

@@ -1,0 +1,259 @@
+//! The `twinrt` subcommands.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use twins::Clock;
+
+use crate::model_dir::{self, LoadError};
+use crate::node::{Node, NodeConfig};
+
+/// twinrt: a runtime for distributed digital twins in process industry.
+#[derive(Debug, Parser)]
+#[command(name = "twinrt", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host a model's whole topology on this node, fed by the simulator where
+    /// no hardware is bound, with a live summary in the terminal.
+    Run {
+        /// Model directory (classes and topology, `*.toml`).
+        dir: PathBuf,
+        /// Where the embedded store keeps state, history and journal.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Keep everything in memory instead (nothing survives a restart).
+        #[arg(long, conflicts_with = "data_dir")]
+        in_memory: bool,
+        /// Stop after this long (`90s`, `5m`, `1h`); default: until Ctrl-C.
+        #[arg(long = "for", value_parser = parse_duration)]
+        run_for: Option<Duration>,
+        /// Seed of the simulator (same seed, same signals).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds between summary frames; 0 turns the summary off.
+        #[arg(long, default_value_t = 1)]
+        summary_every: u64,
+    },
+    /// Validate a model directory: exit 0 with a summary, or 1 listing every error.
+    Check {
+        /// Model directory.
+        dir: PathBuf,
+    },
+    /// Print persisted twin state as JSON without starting a node.
+    Inspect {
+        /// The node's data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// A twin path; without it, every twin.
+        twin: Option<String>,
+        /// Also print the twin's last N history points per property.
+        #[arg(long, default_value_t = 0)]
+        history: usize,
+        /// Also print the twin's last N journal events.
+        #[arg(long, default_value_t = 0)]
+        events: usize,
+    },
+    /// Benchmarks against a bare-ractor baseline (see docs/benchmarks.md).
+    Bench(crate::cli::BenchArgs),
+}
+
+/// Arguments of `twinrt bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Number of devices in the generated topology (lines hold 250 devices).
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// What to measure: spawn, ingest, latency, recovery, or all.
+    #[arg(long, default_value = "all")]
+    pub what: String,
+    /// Seconds per throughput/latency measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Target rate for the latency run, samples per second.
+    #[arg(long, default_value_t = 100_000)]
+    pub rate: u64,
+    /// Data directory for the recovery run (a temp dir by default).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration `{text}`: expected a number and a unit, e.g. `30s`, `5m`, `250ms`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => {
+            return Err(format!(
+                "invalid duration unit `{other}` in `{text}`: expected ms, s, m, h or d"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration `{text}`: {e}"))
+}
+
+/// `twinrt check DIR`: returns the process exit code.
+pub fn check(dir: &Path) -> i32 {
+    match model_dir::load(dir) {
+        Ok(model) => {
+            let s = model.summary();
+            println!(
+                "{}: ok: {} classes, {} twins ({} enterprise, {} regions, {} plants, {} lines, {} devices), {} properties, {} alarms, {} sources",
+                dir.display(),
+                s.classes,
+                s.twins,
+                s.by_tier[0],
+                s.by_tier[1],
+                s.by_tier[2],
+                s.by_tier[3],
+                s.by_tier[4],
+                s.properties,
+                s.alarms,
+                s.sources
+            );
+            0
+        }
+        Err(LoadError::Invalid(diags)) => {
+            eprint!("{diags}");
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// `twinrt run`.
+pub async fn run(
+    dir: &Path,
+    data_dir: Option<PathBuf>,
+    run_for: Option<Duration>,
+    seed: u64,
+    summary_every: u64,
+) -> anyhow::Result<()> {
+    let model = match model_dir::load(dir) {
+        Ok(m) => Arc::new(m),
+        Err(LoadError::Invalid(d)) => anyhow::bail!("the model is invalid:\n{d}"),
+        Err(e) => return Err(e.into()),
+    };
+    let config = NodeConfig {
+        data_dir: data_dir.clone(),
+        seed,
+        ..NodeConfig::default()
+    };
+    let started = tokio::time::Instant::now();
+    let node = Node::start(model, config, Clock::system(), None).await?;
+    eprintln!(
+        "twinrt: hosting {} twins of `{}` from {} ({}); Ctrl-C stops",
+        node.ctx.model.twins.len(),
+        node.root_path(),
+        dir.display(),
+        match &data_dir {
+            Some(d) => format!("store in {}", d.display()),
+            None => "in memory".into(),
+        }
+    );
+    let deadline = run_for.map(|d| started + d);
+    let tty = std::io::stdout().is_terminal();
+    let mut rates = crate::summary::Rates::default();
+    let every = Duration::from_secs(summary_every.max(1));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if summary_every > 0 {
+                    let frame = crate::summary::frame(&node, &mut rates, started.elapsed()).await;
+                    if tty {
+                        print!("\x1b[2J\x1b[H{frame}");
+                    } else {
+                        print!("{frame}");
+                    }
+                }
+                if node.root_failed() {
+                    break "the root twin failed";
+                }
+            }
+            _ = sleep_until_opt(deadline) => break "--for elapsed",
+            _ = tokio::signal::ctrl_c() => break "interrupted",
+        }
+    };
+    eprintln!("twinrt: stopping ({reason}); flushing the store");
+    let failed = node.root_failed();
+    node.shutdown().await?;
+    if failed {
+        anyhow::bail!("the root twin failed; see the log above");
+    }
+    eprintln!("twinrt: stopped cleanly");
+    Ok(())
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `twinrt inspect`.
+pub fn inspect(data_dir: &Path, twin: Option<&str>, history: usize, events: usize) -> anyhow::Result<()> {
+    use twins::store::Store;
+    if !data_dir.exists() {
+        anyhow::bail!("no data directory at `{}`", data_dir.display());
+    }
+    let store = crate::store::FjallStore::open(data_dir)
+        .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
+    let out = match twin {
+        Some(t) => {
+            let path = twins::TwinPath::parse(t).with_context(|| format!("`{t}` is not a twin path"))?;
+            let id = path.id();
+            let record = store
+                .load_state(id)?
+                .with_context(|| format!("no persisted state for twin `{path}` ({id})"))?;
+            let mut v = serde_json::json!({ "path": path.as_str(), "id": id.to_string(), "state": record });
+            if history > 0 {
+                let mut h = serde_json::Map::new();
+                for (name, _) in &record.props {
+                    let pts = store.history(id, name, twins::Timestamp(i64::MIN), twins::Timestamp::MAX, usize::MAX)?;
+                    let tail: Vec<_> = pts.iter().rev().take(history).rev().cloned().collect();
+                    h.insert(name.clone(), serde_json::to_value(tail)?);
+                }
+                v["history"] = serde_json::Value::Object(h);
+            }
+            if events > 0 {
+                let ev = store.events(id, 0, usize::MAX)?;
+                let tail: Vec<_> = ev.iter().rev().take(events).rev().cloned().collect();
+                v["events"] = serde_json::to_value(tail)?;
+            }
+            v
+        }
+        None => {
+            let mut all = Vec::new();
+            store.scan_states(&mut |id, record| {
+                all.push(serde_json::json!({ "id": id.to_string(), "state": record }));
+                true
+            })?;
+            serde_json::Value::Array(all)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The node: the composition root that wires model, store, twins and sources.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::{PointSpec, SampleSink, SampleSource};
+use anyhow::{Context, bail};
+use cluster::LocalDirectory;
+use ractor::{Actor, ActorRef};
+use twins::actor::{RootObserver, TwinActor, TwinArgs, TwinContext, TwinMsg};
+use twins::model::{Model, PropKind};
+use twins::store::{MemoryStore, Store, StoreWriter, WriterConfig, WriterHandle};
+use twins::{Clock, TwinPath};
+
+use crate::router::Router;
+use crate::sim_source::SimSource;
+use crate::store::FjallStore;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the embedded store lives; `None`: in memory, nothing survives a restart.
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the simulator.
+    pub seed: u64,
+    /// How often the root is ticked (staleness, alarm delays, shelve expiry).
+    pub tick: Duration,
+    pub writer: WriterConfig,
+    /// Whether to start the simulator for unbound points.
+    pub simulate: bool,
+    /// Whether devices append every sample to history.
+    pub persist_history: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            seed: 1,
+            tick: Duration::from_millis(250),
+            writer: WriterConfig::default(),
+            simulate: true,
+            persist_history: true,
+        }
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    pub ctx: Arc<TwinContext>,
+    pub directory: Arc<LocalDirectory>,
+    pub writer: Option<StoreWriter>,
+    pub routers: Vec<Arc<Router>>,
+    root: ActorRef<TwinMsg>,
+    root_join: tokio::task::JoinHandle<()>,
+    writer_handle: Option<WriterHandle>,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node hosting the whole topology of `model`. Returns once
+    /// every twin has started.
+    pub async fn start(
+        model: Arc<Model>,
+        config: NodeConfig,
+        clock: Clock,
+        observer: Option<Arc<dyn RootObserver>>,
+    ) -> anyhow::Result<Node> {
+        if model.twins.is_empty() {
+            bail!("the model has no twins: the topology must declare an enterprise");
+        }
+        let store: Arc<dyn Store> = match &config.data_dir {
+            Some(dir) => Arc::new(
+                FjallStore::open(dir)
+                    .with_context(|| format!("cannot open the store in `{}`", dir.display()))?,
+            ),
+            None => Arc::new(MemoryStore::new()),
+        };
+        let (writer, writer_handle) = StoreWriter::spawn(store.clone(), config.writer.clone());
+        let mut ctx = TwinContext::new(model.clone(), clock.clone()).with_store(store, writer.clone());
+        ctx.persist_history = config.persist_history;
+        if let Some(o) = observer {
+            ctx = ctx.with_root_observer(o);
+        }
+        let ctx = Arc::new(ctx);
+        let total = model.twins.len() as u64;
+
+        let (root, root_join) = Actor::spawn(
+            None,
+            TwinActor,
+            TwinArgs {
+                ctx: ctx.clone(),
+                def: 0,
+                parent: None,
+                restart_reason: None,
+            },
+        )
+        .await
+        .context("the root twin failed to start")?;
+        wait_started(&ctx, total).await;
+
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut routers = Vec::new();
+        if config.simulate {
+            let (points, routes) = unbound_points(&model);
+            let mut sim = SimSource::new("sim", config.seed, clock.clone());
+            if let Err(errors) = sim.bind(points) {
+                let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                bail!("cannot bind the simulator:\n{}", text.join("\n"));
+            }
+            let router = Arc::new(Router::new("sim".into(), routes, ctx.clone()));
+            routers.push(router.clone());
+            let sink: Arc<dyn SampleSink> = router;
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = Box::new(sim).run(sink, rx).await {
+                    tracing::warn!(error = %e, "simulator stopped");
+                }
+            }));
+        }
+        tasks.push(spawn_ticker(ctx.clone(), config.tick, shutdown_rx));
+        Ok(Node {
+            directory: Arc::new(LocalDirectory::new(ctx.clone())),
+            ctx,
+            writer: Some(writer),
+            routers,
+            root,
+            root_join,
+            writer_handle: Some(writer_handle),
+            shutdown_tx,
+            tasks,
+        })
+    }
+
+    /// The root (enterprise) twin's path.
+    pub fn root_path(&self) -> &TwinPath {
+        &self.ctx.model.twins[0].path
+    }
+
+    /// Whether the root twin has stopped (it escalated a failure).
+    pub fn root_failed(&self) -> bool {
+        self.root_join.is_finished()
+    }
+
+    /// Stops the sources, then the twins, then flushes the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        for r in &self.routers {
+            r.close();
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let _ = self
+            .root
+            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(30)))
+            .await;
+        if let Some(w) = self.writer.take() {
+            w.flush().await.context("final flush of the store failed")?;
+        }
+        if let Some(h) = self.writer_handle.take() {
+            h.shutdown().await.context("the store writer failed to stop")?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `total` twins have started (initial spawn of the tree).
+async fn wait_started(ctx: &TwinContext, total: u64) {
+    use std::sync::atomic::Ordering;
+    let mut delay = Duration::from_micros(200);
+    while ctx.metrics.twins_started.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn spawn_ticker(
+    ctx: Arc<TwinContext>,
+    tick: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    if let Some(root) = ctx.actor_of(0) {
+                        let _ = root.cast(TwinMsg::Tick);
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+/// Every sourced property of every twin that no hardware source feeds yet,
+/// as points for the simulator, with their routes `(twin, slot)`.
+pub fn unbound_points(model: &Model) -> (Vec<PointSpec>, Vec<(usize, u16)>) {
+    let mut points = Vec::new();
+    let mut routes = Vec::new();
+    for (ti, t) in model.twins.iter().enumerate() {
+        let class = &model.classes[t.class];
+        for (pi, p) in class.props.iter().enumerate() {
+            if !matches!(p.kind, PropKind::Sourced) {
+                continue;
+            }
+            let binding = t.bindings.iter().find(|b| b.prop as usize == pi);
+            let address = match binding {
+                None => String::new(),
+                Some(b) if model.sources[b.source].kind == "sim" => b.address.clone(),
+                Some(b) => {
+                    let s = &model.sources[b.source];
+                    tracing::warn!(
+                        twin = %t.path, prop = %p.name, source = %s.name, kind = %s.kind,
+                        "no `{}` adapter in this build yet; the point is simulated", s.kind
+                    );
+                    String::new()
+                }
+            };
+            points.push(PointSpec {
+                twin: t.path.clone(),
+                prop: p.name.clone(),
+                class: class.name.clone(),
+                sim: class.sim.clone(),
+                address,
+                ty: p.ty,
+                unit: p.unit.as_ref().map(|u| u.symbol().to_string()),
+                range: p.range,
+                period: p.period,
+                states: p.states.clone(),
+            });
+            routes.push((ti, pi as u16));
+        }
+    }
+    (points, routes)
+}
