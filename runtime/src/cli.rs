@@ -81,9 +81,10 @@ pub struct BenchArgs {
     /// Target rate for the latency run, samples per second.
     #[arg(long, default_value_t = 100_000)]
     pub rate: u64,
-    /// Data directory for the recovery run (a temp dir by default).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// Run a single case in this process and print its JSON result (used by
+    /// the bench itself: each case runs in a fresh process).
+    #[arg(long, hide = true)]
+    pub case: Option<String>,
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs twinrt's whole test suite on a fresh machine: installs what is
+# missing, then formatting, lints and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not installed: install the Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    step "installing $component"
+    rustup component add "$component"
+  fi
+done
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+# Release-mode tests: the crash and recovery tests drive real node processes.
+cargo test --workspace --locked --release
