@@ -1,0 +1,1 @@
+//! Checker, evaluator and condition tests.
