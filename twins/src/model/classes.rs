@@ -704,15 +704,7 @@ fn compile_class(
                 )),
             );
         }
-        if let Some(rd) = resolve_rollup(
-            sink,
-            f,
-            r,
-            props.len() + rollups.len(),
-            lower,
-            tier_of,
-            &mut def,
-        ) {
+        if let Some(rd) = resolve_rollup(sink, f, r, props.len(), lower, tier_of, &mut def) {
             def.kind = PropKind::Rollup(rollups.len() as u16);
             rollups.push(rd);
         } else {
