@@ -671,8 +671,8 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let limit = match word.chars().count() {
-        0..=2 => 1,
-        3..=5 => 2,
+        0..=3 => 1,
+        4..=6 => 2,
         _ => 3,
     };
     let lower = word.to_lowercase();

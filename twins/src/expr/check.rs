@@ -260,13 +260,12 @@ impl<'s> Checker<'s> {
     fn name(&mut self, name: &str, span: &Range<usize>) -> Ty<'s> {
         let Some(entry) = self.scope.lookup(name) else {
             let names = self.scope.names();
-            let hint = closest_match(name, names.iter().map(String::as_str))
-                .map(|n| format!("did you mean `{n}`?"));
-            let hint = hint.or_else(|| {
-                FUNCTIONS
-                    .contains(&name)
-                    .then(|| format!("`{name}` is a function: write `{name}(...)`"))
-            });
+            let hint = if FUNCTIONS.contains(&name) {
+                Some(format!("`{name}` is a function: write `{name}(...)`"))
+            } else {
+                closest_match(name, names.iter().map(String::as_str))
+                    .map(|n| format!("did you mean `{n}`?"))
+            };
             self.err(span.clone(), format!("unknown name `{name}`"), hint);
             return Ty::Err;
         };
