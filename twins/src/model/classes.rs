@@ -406,6 +406,11 @@ fn placeholder(name: &str) -> PropDef {
     }
 }
 
+fn unit_error(sink: &mut Sink<'_>, file: usize, u: &Spanned<String>, e: crate::units::UnitError) {
+    let hint = e.hint.map(|h| format!("did you mean `{h}`?"));
+    sink.error_hint(&loc(file, u), e.message, hint);
+}
+
 fn parse_type(sink: &mut Sink<'_>, file: usize, s: &Spanned<String>) -> Option<ValueType> {
     let t = match s.get_ref().as_str() {
         "f64" => ValueType::F64,
@@ -602,11 +607,7 @@ fn compile_class(
             } else {
                 match Unit::parse(u.get_ref()) {
                     Ok(unit) => def.unit = Some(unit),
-                    Err(e) => sink.error_hint(
-                        &loc(file, u),
-                        format!("unknown unit `{}`", u.get_ref()),
-                        e.hint,
-                    ),
+                    Err(e) => unit_error(sink, file, u, e),
                 }
             }
         }
@@ -1069,11 +1070,7 @@ fn resolve_rollup(
         Some(u) => match Unit::parse(u.get_ref()) {
             Ok(unit) => Some(unit),
             Err(e) => {
-                sink.error_hint(
-                    &loc(file, u),
-                    format!("unknown unit `{}`", u.get_ref()),
-                    e.hint,
-                );
+                unit_error(sink, file, u, e);
                 return None;
             }
         },
