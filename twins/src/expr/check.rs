@@ -448,10 +448,10 @@ impl<'s> Checker<'s> {
             self.err(
                 span,
                 format!(
-                    "{what}: a formula with a literal factor is taken as written, \
-                     so converting between `{}` and `{}` is ambiguous",
-                    ub.symbol(),
-                    ua.symbol()
+                    "ambiguous units: expected {} and {} in the same unit, found units that \
+                     differ in scale, and a formula with a literal factor is taken as written",
+                    self.describe(&a.u, &a.span),
+                    self.describe(&b.u, &b.span)
                 ),
                 Some(
                     "write both sides in the same unit, or make the formula a derived \

@@ -234,8 +234,16 @@ fn unit_mismatch_names_both_sides() {
         "{e}"
     );
     let e = err1("flow * 2 + flow_lps");
-    assert!(e.message.contains("ambiguous"), "{e}");
+    assert_eq!(
+        e.message,
+        "ambiguous units: expected `flow * 2` [m3/h, volumetric flow, with a literal factor] \
+         and `flow_lps` [L/s, volumetric flow] in the same unit, found units that differ in \
+         scale, and a formula with a literal factor is taken as written"
+    );
     assert!(e.hint.is_some());
+    // the same unit on both sides is not ambiguous
+    let e = ok("flow * 2 + flow");
+    assert!(close(num(&e, &slots(&[("flow", f(3.0))])), 9.0));
 }
 
 #[test]
