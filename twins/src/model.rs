@@ -128,11 +128,15 @@ fn uses_library(files: &[SourceFile]) -> bool {
 /// Files are taken in path order. A set of files without `[enterprise]`
 /// is a class library: it compiles to a model without twins.
 pub fn compile(files: &[SourceFile]) -> Result<Model, Diagnostics> {
-    let mut all: Vec<SourceFile> = files.to_vec();
-    all.sort_by(|a, b| a.path.cmp(&b.path));
-    if uses_library(files) {
-        all.extend(library_files());
-    }
+    // Library first: a user class that reuses a library name is the duplicate.
+    let mut all: Vec<SourceFile> = if uses_library(files) {
+        library_files()
+    } else {
+        Vec::new()
+    };
+    let mut user = files.to_vec();
+    user.sort_by(|a, b| a.path.cmp(&b.path));
+    all.extend(user);
     let mut sink = diag::Sink::new(&all);
     let parsed: Vec<_> = all
         .iter()

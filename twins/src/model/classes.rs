@@ -106,11 +106,13 @@ pub(crate) fn build(sink: &mut Sink<'_>, raws: Vec<RawClass>) -> Classes {
     let mut dropped = vec![false; raws.len()];
     for (i, c) in raws.iter().enumerate() {
         if let Some(&j) = first.get(&c.name) {
-            let hint = format!(
-                "`{}` is first defined at {}",
-                c.name,
-                sink.describe(&raws[j].at)
-            );
+            let first_at = sink.describe(&raws[j].at);
+            let mut hint = format!("`{}` is first defined at {first_at}", c.name);
+            if first_at.starts_with("library/") {
+                hint.push_str(
+                    ", in the shipped library; use `extends` to specialise it under a new name",
+                );
+            }
             sink.error_hint(&c.at, format!("duplicate class `{}`", c.name), Some(hint));
             dropped[i] = true;
         } else {
@@ -792,6 +794,18 @@ fn compile_class(
             report_expr(sink, file, s, vec![e], None);
         }
         suppress.push(h.suppress_when_parent.clone().map(|s| (file, s)));
+        if let (Some(crate::expr::Condition::Bool(_)), Some(d)) = (&condition, &h.deadband)
+            && *d.get_ref() > 0.0
+        {
+            sink.error_hint(
+                &loc(file, d),
+                format!(
+                    "`deadband` of alarm `{}` needs a comparison like `x > 18`, but `when` is a boolean expression",
+                    h.name.get_ref()
+                ),
+                Some("remove the deadband, or make the condition a single comparison".into()),
+            );
+        }
         if let (Some(condition), Some(priority)) = (condition, priority) {
             alarms.push(AlarmDef {
                 name: alarm_name.clone(),
