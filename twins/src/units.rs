@@ -867,6 +867,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Converting there and back is the identity, and via SI equals direct.
+        #[test]
+        fn conversions_invert(i in 0..ATOMS.len(), j in 0..ATOMS.len(), v in -1e6..1e6f64) {
+            let (a, b) = (u(ATOMS[i].0), u(ATOMS[j].0));
+            proptest::prop_assert_eq!(a.is_compatible(&b), a.conversion_to(&b).is_some());
+            if let (Some(there), Some(si)) = (a.convert(v, &b), a.convert(v, &u(&dimension_si(&a)))) {
+                let back = b.convert(there, &a).unwrap_or(f64::NAN);
+                proptest::prop_assert!((back - v).abs() <= 1e-6 * v.abs().max(1.0), "{} -> {}", a, b);
+                let via = u(&dimension_si(&a)).convert(si, &b).unwrap_or(f64::NAN);
+                proptest::prop_assert!((via - there).abs() <= 1e-6 * there.abs().max(1.0));
+            }
+        }
+    }
+
+    /// The SI unit of `u`'s dimension, as text.
+    fn dimension_si(u: &Unit) -> String {
+        let parts: Vec<String> = u
+            .dims()
+            .iter()
+            .zip(BASE_SYMBOLS)
+            .filter(|(e, _)| **e != 0)
+            .map(|(e, s)| format!("{s}^{e}"))
+            .collect();
+        if parts.is_empty() {
+            "1".into()
+        } else {
+            parts.join("*")
+        }
+    }
+
     #[test]
     fn distance() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);

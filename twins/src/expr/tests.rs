@@ -1215,3 +1215,45 @@ mod reference {
         }
     }
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text compiles or reports errors whose spans lie inside it.
+        #[test]
+        fn arbitrary_text_never_panics(src in "[ -~°µé]{0,40}") {
+            match compile(&src, &scope(), Expected::default()) {
+                Ok(e) => { let _ = e.eval(&slots(&[])); }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    for e in errors {
+                        prop_assert!(e.span.start <= e.span.end && e.span.end <= src.len(), "{:?}", e);
+                        prop_assert!(src.is_char_boundary(e.span.start) && src.is_char_boundary(e.span.end));
+                    }
+                }
+            }
+            let _ = compile_condition(&src, &scope());
+            let _ = referenced_names(&src);
+            let _ = Unit::parse(&src);
+        }
+
+        /// Token soup from the language's own alphabet reaches the checker more often.
+        #[test]
+        fn token_soup_never_panics(parts in proptest::collection::vec(prop_oneof![
+            Just("flow"), Just("mode"), Just("running"), Just("count"), Just("t_in"),
+            Just("1"), Just("2.5"), Just("\"running\""), Just("("), Just(")"), Just(","),
+            Just("+"), Just("-"), Just("*"), Just("/"), Just("%"), Just(">"), Just("=="),
+            Just("and"), Just("not"), Just("if("), Just("max("), Just("clamp("), Just("sqrt("),
+        ], 0..12)) {
+            let src = parts.join(" ");
+            if let Ok(e) = compile(&src, &scope(), Expected::default()) {
+                let _ = e.eval(&slots(&[]));
+            }
+            if let Ok(c) = compile_condition(&src, &scope()) {
+                let _ = c.eval(&slots(&[]), 0.5, true);
+            }
+        }
+    }
+}
