@@ -523,3 +523,18 @@ fn embedded_library_matches_the_models_library_directory() {
         );
     }
 }
+
+#[test]
+fn toml_snippets_of_the_modelling_guide_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guide = std::fs::read_to_string(root.join("docs/modelling.md")).unwrap();
+    let mut blocks = 0;
+    for (i, block) in guide.split("```toml\n").skip(1).enumerate() {
+        let text = block.split("```").next().unwrap();
+        if let Err(e) = text.parse::<toml::Table>() {
+            panic!("toml block {i} of docs/modelling.md: {e}\n{text}");
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 8, "found {blocks} toml blocks");
+}
