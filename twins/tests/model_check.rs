@@ -538,3 +538,69 @@ fn toml_snippets_of_the_modelling_guide_parse() {
     }
     assert!(blocks >= 8, "found {blocks} toml blocks");
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn corpus() -> Vec<Vec<SourceFile>> {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+        let mut sets = vec![read_dir("examples/acme"), library_files()];
+        for name in [
+            "05-undefined-name",
+            "13-binding-unknown-source",
+            "26-unknown-enum-state-in-condition",
+            "32-bad-settings",
+        ] {
+            let dir = base.join(name);
+            let mut files = Vec::new();
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    files.push(SourceFile {
+                        path: p.file_name().unwrap().into(),
+                        text: std::fs::read_to_string(&p).unwrap(),
+                    });
+                }
+            }
+            sets.push(files);
+        }
+        sets
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any edit of a real model compiles or reports located errors; never panics.
+        #[test]
+        fn edited_models_never_panic(
+            set in 0usize..6,
+            file in 0usize..8,
+            at in 0usize..20_000,
+            cut in 0usize..12,
+            insert in "[a-z_{}\\[\\]\"'=.,()<>:/\\\\ é€\n0-9-]{0,6}",
+        ) {
+            let mut sets = corpus();
+            let files = &mut sets[set];
+            let i = file % files.len();
+            let text = &mut files[i].text;
+            let mut at = at % (text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + cut).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            text.replace_range(at..end, &insert);
+            if let Err(d) = compile(files) {
+                prop_assert!(!d.is_empty());
+                let shown = d.to_string();
+                for x in &d {
+                    prop_assert!(x.line >= 1 && x.col >= 1 && x.span_len >= 1);
+                    prop_assert!(shown.contains(&x.message));
+                }
+            }
+        }
+    }
+}

@@ -725,7 +725,10 @@ pub(crate) fn inner_span(text: &str, lit: &Range<usize>, sub: &Range<usize>) -> 
             pos += 1;
         }
     }
-    let content_end = raw.len().saturating_sub(delim).max(pos);
+    let mut content_end = raw.len().saturating_sub(delim).max(pos);
+    while !raw.is_char_boundary(content_end) {
+        content_end += 1;
+    }
     let mut decoded = 0usize;
     let mut start = None;
     let mut end = None;
@@ -742,9 +745,12 @@ pub(crate) fn inner_span(text: &str, lit: &Range<usize>, sub: &Range<usize>) -> 
         if basic && c == '\\' && pos + 1 < content_end {
             let e = bytes[pos + 1];
             let (raw_len, dec_len) = match e {
-                b'u' => (6, decoded_len(&raw[pos + 2..(pos + 6).min(content_end)])),
-                b'U' => (10, decoded_len(&raw[pos + 2..(pos + 10).min(content_end)])),
-                b'x' => (4, decoded_len(&raw[pos + 2..(pos + 4).min(content_end)])),
+                b'u' => (6, decoded_len(raw.get(pos + 2..(pos + 6).min(content_end)))),
+                b'U' => (
+                    10,
+                    decoded_len(raw.get(pos + 2..(pos + 10).min(content_end))),
+                ),
+                b'x' => (4, decoded_len(raw.get(pos + 2..(pos + 4).min(content_end)))),
                 b'\n' | b'\r' | b' ' | b'\t' => {
                     let skip = raw[pos + 1..content_end]
                         .find(|ch: char| !ch.is_whitespace())
@@ -754,6 +760,9 @@ pub(crate) fn inner_span(text: &str, lit: &Range<usize>, sub: &Range<usize>) -> 
                 _ => (2, 1),
             };
             pos = (pos + raw_len).min(content_end);
+            while !raw.is_char_boundary(pos) {
+                pos += 1;
+            }
             decoded += dec_len;
         } else {
             pos += c.len_utf8();
@@ -765,9 +774,8 @@ pub(crate) fn inner_span(text: &str, lit: &Range<usize>, sub: &Range<usize>) -> 
     (lit.start + start)..(lit.start + end)
 }
 
-fn decoded_len(hex: &str) -> usize {
-    u32::from_str_radix(hex, 16)
-        .ok()
+fn decoded_len(hex: Option<&str>) -> usize {
+    hex.and_then(|h| u32::from_str_radix(h, 16).ok())
         .and_then(char::from_u32)
         .map_or(1, char::len_utf8)
 }
@@ -796,6 +804,16 @@ mod tests {
         let text = "when = \"\"\"\nflow > 3\"\"\"";
         let r = inner_span(text, &(7..text.len()), &(7..8));
         assert_eq!(&text[r], "3");
+    }
+
+    #[test]
+    fn survives_escapes_before_multibyte_text() {
+        let text = "x = \"\\ué€é a\"";
+        let lit = 4..text.len();
+        for a in 0..12 {
+            let r = inner_span(text, &lit, &(a..a + 1));
+            assert!(text.is_char_boundary(r.start) && text.is_char_boundary(r.end));
+        }
     }
 
     #[test]
