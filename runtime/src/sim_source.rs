@@ -132,7 +132,10 @@ impl SampleSource for SimSource {
                 let signal = if p.address.is_empty() { &p.prop } else { &p.address };
                 match signals.iter().position(|s| s.name == signal) {
                     Some(i) => mapped.push((point, i)),
-                    None => walks.push((point, RandomWalk::new(p.ty, p.range, p.states.len()))),
+                    None => walks.push((
+                        point,
+                        RandomWalk::new(p.ty, p.range).with_states(p.states.len() as u16),
+                    )),
                 }
             }
             self.devices.push(Device {

@@ -69,6 +69,8 @@ pub struct TwinContext {
     /// Test and chaos-drill hook: twins listed here panic on every message.
     pub faults: Option<Arc<Faults>>,
     plans: Mutex<HashMap<(usize, usize), Arc<Plan>>>,
+    /// Property names of every class, shared with history records.
+    prop_names: Vec<Box<[Arc<str>]>>,
     /// The running actor of every twin, by index in `model.twins`; updated on restart.
     refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
 }
@@ -102,6 +104,11 @@ impl TwinContext {
     /// Must be created inside a tokio runtime (it starts the scheduler).
     pub fn new(model: Arc<Model>, clock: Clock) -> Self {
         let model_len = model.twins.len();
+        let prop_names = model
+            .classes
+            .iter()
+            .map(|c| c.props.iter().map(|p| Arc::from(p.name.as_str())).collect())
+            .collect();
         Self {
             model,
             clock,
@@ -113,6 +120,7 @@ impl TwinContext {
             persist_history: true,
             faults: None,
             plans: Mutex::new(HashMap::new()),
+            prop_names,
             refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
         }
     }
@@ -120,6 +128,11 @@ impl TwinContext {
     pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
         self.faults = Some(faults);
         self
+    }
+
+    /// The shared name of property `prop` of class `class`.
+    pub(crate) fn prop_name(&self, class: usize, prop: usize) -> Arc<str> {
+        self.prop_names[class][prop].clone()
     }
 
     /// The running actor of twin `index` (in `model.twins`), if it is up.

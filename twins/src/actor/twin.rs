@@ -19,7 +19,9 @@ use crate::model::{Class, PropKind, RestartStrategy, SupervisionPolicy, Tier};
 use crate::quality::{Quality, Reason};
 use crate::rollup::{AlarmCounts, Contribution, Counts, Input, RollupSet};
 use crate::sample::{PropSample, Slot};
-use crate::store::{Event, EventRecord, HistoryPoint, HistoryRecord, TwinRecord, WriteOp};
+use crate::store::{
+    AlarmTransitionRecord, Event, EventRecord, HistoryPoint, HistoryRecord, TwinRecord, WriteOp,
+};
 use crate::time::Timestamp;
 use crate::value::{Value, ValueType};
 
@@ -193,6 +195,8 @@ struct Container {
 pub struct TwinState {
     ctx: Arc<TwinContext>,
     def: usize,
+    /// Index of the twin's class in `ctx.model.classes`.
+    def_class: usize,
     path: TwinPath,
     id: TwinId,
     class: Arc<Class>,
@@ -436,6 +440,7 @@ impl TwinState {
             parent_slots: None,
             pending: Vec::new(),
             class,
+            def_class: tdef.class,
             def,
             ctx,
         };
@@ -530,7 +535,7 @@ impl TwinState {
         self.arrived[i] = now;
         Ok(Some(HistoryRecord {
             twin: self.id,
-            prop: def.name.clone(),
+            prop: self.ctx.prop_name(self.def_class, i),
             point: HistoryPoint {
                 ts: s.source_ts,
                 seq: self.seq,
@@ -587,15 +592,16 @@ impl TwinState {
             let (cond, _q) = def
                 .condition
                 .eval(&self.slots, inst.deadband, inst.machine.record().condition);
-            let mut transitions: [Option<Transition>; 3] = [None; 3];
-            if let Some(&s) = suppressed.get(i) {
-                transitions[0] = inst.machine.set_suppressed(s, now);
-            }
-            transitions[1] = match cond {
+            let mut found: Vec<Transition> = Vec::new();
+            found.extend(match cond {
                 Some(c) => inst.machine.update(&timing, c, now),
                 None => inst.machine.tick(&timing, now),
-            };
-            for t in transitions.into_iter().flatten() {
+            });
+            // Level-triggered: re-applied on every evaluation (and so after a shelve ends).
+            if let Some(&s) = suppressed.get(i) {
+                found.extend(inst.machine.set_suppressed(s, now));
+            }
+            for t in found {
                 self.record_transition(i, t);
             }
         }
@@ -623,7 +629,16 @@ impl TwinState {
         inc(&self.ctx.metrics.alarm_transitions, 1);
         let name = self.class.alarms[alarm].name.clone();
         tracing::debug!(twin = %self.path, alarm = %name, from = ?t.from, to = ?t.to, "alarm transition");
-        self.journal(Event::alarm(name, &t));
+        self.journal(Event::Alarm {
+            alarm: name,
+            transition: AlarmTransitionRecord {
+                from_state: t.from.0,
+                to_state: t.to.0,
+                from_mode: t.from.1,
+                to_mode: t.to.1,
+                cause: t.cause.name().to_string(),
+            },
+        });
     }
 
     fn own_alarm_counts(&self) -> AlarmCounts {
@@ -858,6 +873,16 @@ impl TwinState {
             });
         };
         let now = self.ctx.clock.now();
+        let def = &self.class.alarms[i];
+        let timing = AlarmTiming {
+            on_delay: def.on_delay,
+            off_delay: def.off_delay,
+        };
+        // Bring the machine up to date before the operator acts on it.
+        let due: Vec<Transition> = self.alarms[i].machine.tick(&timing, now).into_iter().collect();
+        for t in due {
+            self.record_transition(i, t);
+        }
         let m = &mut self.alarms[i].machine;
         let result = match &command {
             AlarmCommand::Acknowledge => m.acknowledge(now),
@@ -1060,7 +1085,7 @@ impl TwinState {
 
     fn persist_history(&mut self, history: Vec<HistoryRecord>) {
         if self.ctx.writer.is_some() && !history.is_empty() {
-            self.write(WriteOp::History(history));
+            self.write(WriteOp::HistoryBatch(history));
         }
     }
 
@@ -1081,7 +1106,7 @@ impl TwinState {
                     let p = r.prop as usize;
                     HistoryRecord {
                         twin: self.id,
-                        prop: self.class.props[p].name.clone(),
+                        prop: self.ctx.prop_name(self.def_class, p),
                         point: HistoryPoint {
                             ts: now,
                             seq: self.seq,
