@@ -15,6 +15,7 @@ pub mod id;
 pub mod model;
 pub mod quality;
 pub mod sample;
+pub mod store;
 pub mod time;
 pub mod units;
 pub mod value;
