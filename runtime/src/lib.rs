@@ -1,1 +1,3 @@
 //! The twinrt node.
+
+pub mod store;
