@@ -21,3 +21,16 @@ pub const STORE_DIR: &str = "store";
 pub fn open_default(data_dir: &Path) -> Result<FjallStore, StoreError> {
     FjallStore::open(&data_dir.join(STORE_DIR))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_store_lives_below_the_data_directory() {
+        let data = tempfile::tempdir().unwrap();
+        let store = open_default(data.path()).unwrap();
+        assert_eq!(store.path(), data.path().join(STORE_DIR));
+        assert!(data.path().join(STORE_DIR).is_dir());
+    }
+}

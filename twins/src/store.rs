@@ -195,9 +195,9 @@ pub enum StoreError {
     },
     #[error("the store writer has stopped")]
     WriterStopped,
-    #[error("the store writer stopped with {ops} operations not written: {last_error}")]
+    #[error("the store writer stopped with {records} records not written: {last_error}")]
     Unflushed {
-        ops: usize,
+        records: usize,
         last_error: Box<StoreError>,
     },
 }

@@ -363,7 +363,7 @@ impl Loop {
                                     self.push(op);
                                 }
                                 return Err(StoreError::Unflushed {
-                                    ops: self.pending.len(),
+                                    records: self.pending.len(),
                                     last_error: Box::new(e),
                                 });
                             }
@@ -850,8 +850,11 @@ mod tests {
                 .unwrap();
         }
         match h.shutdown().await {
-            Err(StoreError::Unflushed { ops, last_error }) => {
-                assert_eq!(ops, 7);
+            Err(StoreError::Unflushed {
+                records,
+                last_error,
+            }) => {
+                assert_eq!(records, 7);
                 assert!(last_error.to_string().contains("injected failure"));
             }
             other => panic!("expected Unflushed, got {other:?}"),
