@@ -9,6 +9,7 @@
 //! - [`model`]: the TOML model language, validated into a [`model::Model`].
 //! - [`alarm`]: the ISA-18.2 alarm state machine.
 
+pub mod actor;
 pub mod alarm;
 pub mod expr;
 pub mod id;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod quality;
 pub mod rollup;
 pub mod sample;
+pub mod store;
 pub mod time;
 pub mod units;
 pub mod value;
