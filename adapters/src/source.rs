@@ -46,7 +46,10 @@ pub struct BindError {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source `{source_name}` failed: {message}")]
-    Failed { source_name: String, message: String },
+    Failed {
+        source_name: String,
+        message: String,
+    },
     #[error("source `{0}`: the node stopped accepting samples")]
     SinkClosed(String),
 }

@@ -68,7 +68,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ingest" => vec!["ingest-baseline", "ingest", "ingest-stored"],
         "latency" => vec!["latency-baseline", "latency"],
         "recovery" => vec!["recovery-baseline", "recovery"],
-        other => bail!("unknown --what `{other}`: expected spawn, ingest, latency, recovery or all"),
+        other => {
+            bail!("unknown --what `{other}`: expected spawn, ingest, latency, recovery or all")
+        }
     };
     let exe = std::env::current_exe().context("cannot find the twinrt executable")?;
     eprintln!(
@@ -92,7 +94,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .arg(args.seconds.to_string())
             .arg("--rate")
             .arg(args.rate.to_string());
-        let out = cmd.output().with_context(|| format!("cannot run bench case {case}"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run bench case {case}"))?;
         if !out.status.success() {
             bail!(
                 "bench case {case} failed:\n{}",
@@ -114,7 +118,10 @@ fn table(results: &[CaseResult]) -> String {
         "| case | twins | RSS/twin | rate /s | p50 | p99 | max | time | note |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
-    let us = |v: Option<u64>| v.map(|v| format!("{:.2} ms", v as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+    let us = |v: Option<u64>| {
+        v.map(|v| format!("{:.2} ms", v as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
     for r in results {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {:.2} s | {} |\n",
@@ -211,9 +218,19 @@ async fn run_case(case: &str, args: &BenchArgs) -> anyhow::Result<CaseResult> {
             let t = Instant::now();
             tree.drive(secs, Some(args.rate)).await;
             let seconds = t.elapsed().as_secs_f64();
-            let h = tree.latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+            let h = tree
+                .latency
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .clone();
             tree.stop().await;
-            Ok(latency_result(case, &shape, seconds, &h, "every update forwarded to HQ"))
+            Ok(latency_result(
+                case,
+                &shape,
+                seconds,
+                &h,
+                "every update forwarded to HQ",
+            ))
         }
         "latency" => {
             let model = Arc::new(bench_model(&shape)?);
@@ -230,7 +247,11 @@ async fn run_case(case: &str, args: &BenchArgs) -> anyhow::Result<CaseResult> {
             drive_node(&node, secs, Some(args.rate)).await;
             let seconds = t.elapsed().as_secs_f64();
             node.shutdown().await?;
-            let h = obs.hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+            let h = obs
+                .hist
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .clone();
             Ok(latency_result(
                 case,
                 &shape,
@@ -257,8 +278,13 @@ async fn run_case(case: &str, args: &BenchArgs) -> anyhow::Result<CaseResult> {
             let dir = tempdir()?;
             let data = Some(dir.path().to_path_buf());
             {
-                let node =
-                    Node::start(model.clone(), bench_config(data.clone()), Clock::system(), None).await?;
+                let node = Node::start(
+                    model.clone(),
+                    bench_config(data.clone()),
+                    Clock::system(),
+                    None,
+                )
+                .await?;
                 // One batch per device so every twin has persisted state.
                 feed_each_once(&node).await;
                 node.shutdown().await?;
@@ -375,7 +401,10 @@ fn prop(name: &str, unit: Option<&str>, kind: PropKind) -> anyhow::Result<PropDe
     Ok(PropDef {
         name: name.into(),
         ty: ValueType::F64,
-        unit: unit.map(Unit::parse).transpose().map_err(|e| anyhow::anyhow!("{e}"))?,
+        unit: unit
+            .map(Unit::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         range: None,
         period: None,
         states: Vec::new(),
@@ -387,9 +416,32 @@ fn prop(name: &str, unit: Option<&str>, kind: PropKind) -> anyhow::Result<PropDe
 fn container_class(name: &str, tier: Tier, child_power: &str) -> anyhow::Result<Class> {
     let rollups = vec![
         ("power", AggFunc::Sum, child_power, Some("kW")),
-        ("temp_avg", AggFunc::Avg, if tier == Tier::Line { "p1" } else { "temp_avg" }, None),
-        ("temp_max", AggFunc::Max, if tier == Tier::Line { "p2" } else { "temp_max" }, None),
-        ("reporting", if tier == Tier::Line { AggFunc::Count } else { AggFunc::Sum }, if tier == Tier::Line { "p0" } else { "reporting" }, None),
+        (
+            "temp_avg",
+            AggFunc::Avg,
+            if tier == Tier::Line { "p1" } else { "temp_avg" },
+            None,
+        ),
+        (
+            "temp_max",
+            AggFunc::Max,
+            if tier == Tier::Line { "p2" } else { "temp_max" },
+            None,
+        ),
+        (
+            "reporting",
+            if tier == Tier::Line {
+                AggFunc::Count
+            } else {
+                AggFunc::Sum
+            },
+            if tier == Tier::Line {
+                "p0"
+            } else {
+                "reporting"
+            },
+            None,
+        ),
     ];
     let mut props = Vec::new();
     let mut defs = Vec::new();
@@ -401,7 +453,10 @@ fn container_class(name: &str, tier: Tier, child_power: &str) -> anyhow::Result<
             input: (*input).into(),
             weight: None,
             class_filter: Vec::new(),
-            unit: unit.map(Unit::parse).transpose().map_err(|e| anyhow::anyhow!("{e}"))?,
+            unit: unit
+                .map(Unit::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
         });
     }
     Ok(Class {
@@ -423,12 +478,21 @@ fn device_class() -> anyhow::Result<Class> {
         props.push(prop(&format!("p{i}"), unit, PropKind::Sourced)?);
     }
     let err = |e: Vec<twins::expr::ExprError>| {
-        anyhow::anyhow!("{}", e.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))
+        anyhow::anyhow!(
+            "{}",
+            e.iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     };
     let derived = expr::compile(
         "p1 * 2 + p3",
         &PropScope(&props),
-        Expected { ty: Some(ValueType::F64), unit: None },
+        Expected {
+            ty: Some(ValueType::F64),
+            unit: None,
+        },
     )
     .map_err(err)?;
     props.push(prop("derived", None, PropKind::Derived(derived))?);
@@ -457,14 +521,18 @@ fn device_class() -> anyhow::Result<Class> {
 /// The generated model for `shape`.
 pub fn bench_model(shape: &Shape) -> anyhow::Result<Model> {
     let classes = vec![
-        Arc::new(container_class("BenchEnterprise", Tier::Enterprise, "power")?),
+        Arc::new(container_class(
+            "BenchEnterprise",
+            Tier::Enterprise,
+            "power",
+        )?),
         Arc::new(container_class("BenchRegion", Tier::Region, "power")?),
         Arc::new(container_class("BenchPlant", Tier::Plant, "power")?),
         Arc::new(container_class("BenchLine", Tier::Line, "p0")?),
         Arc::new(device_class()?),
     ];
     let mut twins: Vec<TwinDef> = Vec::with_capacity(shape.total());
-    let mut add = |twins: &mut Vec<TwinDef>, path: TwinPath, class: usize, parent: Option<usize>| {
+    let add = |twins: &mut Vec<TwinDef>, path: TwinPath, class: usize, parent: Option<usize>| {
         let i = twins.len();
         twins.push(TwinDef {
             path,
@@ -591,7 +659,10 @@ const WINDOW: u64 = 20_000;
 /// samples/s. Returns the samples processed in that time.
 async fn drive_node(node: &Node, dur: Duration, rate: Option<u64>) -> u64 {
     let devices = device_indices(&node.ctx);
-    let refs: Vec<ActorRef<TwinMsg>> = devices.iter().filter_map(|&d| node.ctx.actor_of(d)).collect();
+    let refs: Vec<ActorRef<TwinMsg>> = devices
+        .iter()
+        .filter_map(|&d| node.ctx.actor_of(d))
+        .collect();
     let processed = |ctx: &TwinContext| ctx.metrics.batches.load(Ordering::Relaxed);
     let start_batches = processed(&node.ctx);
     let start_samples = node.ctx.metrics.samples.load(Ordering::Relaxed);
@@ -662,7 +733,10 @@ impl LatencyObserver {
 
 impl RootObserver for LatencyObserver {
     fn on_root_update(&self, oldest_arrival: Timestamp, now: Timestamp, _alarms: &AlarmCounts) {
-        let us = now.as_micros().saturating_sub(oldest_arrival.as_micros()).max(1) as u64;
+        let us = now
+            .as_micros()
+            .saturating_sub(oldest_arrival.as_micros())
+            .max(1) as u64;
         if let Ok(mut h) = self.hist.lock() {
             let _ = h.record(us);
         }
@@ -677,7 +751,10 @@ struct BareActor;
 
 #[derive(Debug)]
 enum BareMsg {
-    Update { values: [f64; PROPS_PER_DEVICE], arrival: Instant },
+    Update {
+        values: [f64; PROPS_PER_DEVICE],
+        arrival: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -703,7 +780,11 @@ impl Actor for BareActor {
         _myself: ActorRef<BareMsg>,
         (parent, sink): Self::Arguments,
     ) -> Result<BareState, ActorProcessingErr> {
-        Ok(BareState { parent, sum: 0.0, sink })
+        Ok(BareState {
+            parent,
+            sum: 0.0,
+            sink,
+        })
     }
 
     async fn handle(
@@ -757,28 +838,46 @@ impl BareTree {
         let link = |p: &ActorRef<BareMsg>| (Some(p.clone()), None);
         let mut regions = Vec::new();
         for _ in 0..shape.regions {
-            regions.push(Actor::spawn_linked(None, BareActor, link(&root), root.get_cell()).await?.0);
+            regions.push(
+                Actor::spawn_linked(None, BareActor, link(&root), root.get_cell())
+                    .await?
+                    .0,
+            );
         }
         let mut plants = Vec::new();
         for p in 0..shape.plants {
             let parent = &regions[p % regions.len()];
-            plants.push(Actor::spawn_linked(None, BareActor, link(parent), parent.get_cell()).await?.0);
+            plants.push(
+                Actor::spawn_linked(None, BareActor, link(parent), parent.get_cell())
+                    .await?
+                    .0,
+            );
         }
         let mut devices = Vec::with_capacity(shape.devices);
         let mut remaining = shape.devices;
         for l in 0..shape.lines {
             let parent = &plants[l % plants.len()];
-            let line = Actor::spawn_linked(None, BareActor, link(parent), parent.get_cell()).await?.0;
+            let line = Actor::spawn_linked(None, BareActor, link(parent), parent.get_cell())
+                .await?
+                .0;
             let n = remaining.min(DEVICES_PER_LINE);
             remaining -= n;
             for _ in 0..n {
-                devices.push(Actor::spawn_linked(None, BareActor, link(&line), line.get_cell()).await?.0);
+                devices.push(
+                    Actor::spawn_linked(None, BareActor, link(&line), line.get_cell())
+                        .await?
+                        .0,
+                );
             }
         }
         Ok(Self {
             root,
             devices,
-            latency: Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?)),
+            latency: Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(
+                1,
+                600_000_000,
+                3,
+            )?)),
             sink,
         })
     }
@@ -819,6 +918,9 @@ impl BareTree {
     }
 
     async fn stop(self) {
-        let _ = self.root.stop_and_wait(None, Some(Duration::from_secs(60))).await;
+        let _ = self
+            .root
+            .stop_and_wait(None, Some(Duration::from_secs(60)))
+            .await;
     }
 }

@@ -90,11 +90,15 @@ pub struct BenchArgs {
 /// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: expected a number and a unit, e.g. `30s`, `5m`, `250ms`"))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!(
+            "invalid duration `{text}`: expected a number and a unit, e.g. `30s`, `5m`, `250ms`"
+        )
+    })?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -215,7 +219,12 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// `twinrt inspect`.
-pub fn inspect(data_dir: &Path, twin: Option<&str>, history: usize, events: usize) -> anyhow::Result<()> {
+pub fn inspect(
+    data_dir: &Path,
+    twin: Option<&str>,
+    history: usize,
+    events: usize,
+) -> anyhow::Result<()> {
     use twins::store::Store;
     if !data_dir.exists() {
         anyhow::bail!("no data directory at `{}`", data_dir.display());
@@ -224,16 +233,24 @@ pub fn inspect(data_dir: &Path, twin: Option<&str>, history: usize, events: usiz
         .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
     let out = match twin {
         Some(t) => {
-            let path = twins::TwinPath::parse(t).with_context(|| format!("`{t}` is not a twin path"))?;
+            let path =
+                twins::TwinPath::parse(t).with_context(|| format!("`{t}` is not a twin path"))?;
             let id = path.id();
             let record = store
                 .load_state(id)?
                 .with_context(|| format!("no persisted state for twin `{path}` ({id})"))?;
-            let mut v = serde_json::json!({ "path": path.as_str(), "id": id.to_string(), "state": record });
+            let mut v =
+                serde_json::json!({ "path": path.as_str(), "id": id.to_string(), "state": record });
             if history > 0 {
                 let mut h = serde_json::Map::new();
                 for (name, _) in &record.props {
-                    let pts = store.history(id, name, twins::Timestamp(i64::MIN), twins::Timestamp::MAX, usize::MAX)?;
+                    let pts = store.history(
+                        id,
+                        name,
+                        twins::Timestamp(i64::MIN),
+                        twins::Timestamp::MAX,
+                        usize::MAX,
+                    )?;
                     let tail: Vec<_> = pts.iter().rev().take(history).rev().cloned().collect();
                     h.insert(name.clone(), serde_json::to_value(tail)?);
                 }

@@ -29,14 +29,22 @@ fn main() {
             summary_every,
         } => {
             let data_dir = (!in_memory).then_some(data_dir);
-            report(runtime_block_on(cli::run(&dir, data_dir, run_for, seed, summary_every)))
+            report(runtime_block_on(cli::run(
+                &dir,
+                data_dir,
+                run_for,
+                seed,
+                summary_every,
+            )))
         }
         Command::Bench(args) => report(runtime_block_on(runtime::bench::run(args))),
     };
     std::process::exit(code);
 }
 
-fn runtime_block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+fn runtime_block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: F,
+) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -80,7 +80,8 @@ impl Node {
             None => Arc::new(MemoryStore::new()),
         };
         let (writer, writer_handle) = StoreWriter::spawn(store.clone(), config.writer.clone());
-        let mut ctx = TwinContext::new(model.clone(), clock.clone()).with_store(store, writer.clone());
+        let mut ctx =
+            TwinContext::new(model.clone(), clock.clone()).with_store(store, writer.clone());
         ctx.persist_history = config.persist_history;
         if let Some(o) = observer {
             ctx = ctx.with_root_observer(o);
@@ -163,7 +164,9 @@ impl Node {
             w.flush().await.context("final flush of the store failed")?;
         }
         if let Some(h) = self.writer_handle.take() {
-            h.shutdown().await.context("the store writer failed to stop")?;
+            h.shutdown()
+                .await
+                .context("the store writer failed to stop")?;
         }
         Ok(())
     }

@@ -129,7 +129,11 @@ impl SampleSource for SimSource {
             let mut walks = Vec::new();
             for (point, p) in points {
                 // An explicit address names the model signal; else the property name does.
-                let signal = if p.address.is_empty() { &p.prop } else { &p.address };
+                let signal = if p.address.is_empty() {
+                    &p.prop
+                } else {
+                    &p.address
+                };
                 match signals.iter().position(|s| s.name == signal) {
                     Some(i) => mapped.push((point, i)),
                     None => walks.push((
@@ -146,7 +150,11 @@ impl SampleSource for SimSource {
                 walks,
             });
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn run(

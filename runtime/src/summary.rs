@@ -99,7 +99,12 @@ fn kpis(props: &[PropView]) -> String {
             .filter(|n| *n > 0)
             .map(|n| format!(" ({n} not good)"))
             .unwrap_or_default();
-        let _ = write!(s, "{} {value}{}{unit}{stale}  ", p.name, if unit.is_empty() { "" } else { " " });
+        let _ = write!(
+            s,
+            "{} {value}{}{unit}{stale}  ",
+            p.name,
+            if unit.is_empty() { "" } else { " " }
+        );
     }
     s
 }

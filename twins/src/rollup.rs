@@ -31,7 +31,11 @@ pub enum Input {
     #[default]
     Absent,
     /// The child's value (bools as 0/1), its weight (1 unless `wavg`) and quality.
-    Present { value: f64, weight: f64, quality: Quality },
+    Present {
+        value: f64,
+        weight: f64,
+        quality: Quality,
+    },
 }
 
 impl Input {
@@ -365,8 +369,7 @@ impl RollupSet {
         self.alarms.sub(&old.alarms);
         self.alarms.add(&new.alarms);
         self.replacements += 1;
-        if self.replacements >= RECOMPUTE_EVERY.saturating_mul(self.children.len().max(1) as u32)
-        {
+        if self.replacements >= RECOMPUTE_EVERY.saturating_mul(self.children.len().max(1) as u32) {
             self.recompute();
         }
     }
@@ -471,7 +474,13 @@ mod tests {
         set.replace(1, contribution(vec![good(6.0); 2]));
         set.replace(
             2,
-            contribution(vec![Input::present(1000.0, Quality::Bad(Reason::CommFailure)); 2]),
+            contribution(vec![
+                Input::present(
+                    1000.0,
+                    Quality::Bad(Reason::CommFailure)
+                );
+                2
+            ]),
         );
         let sum = set.result(0);
         assert_eq!(sum.value, Value::F64(10.0));

@@ -15,8 +15,8 @@ use crate::time::{Clock, Timestamp};
 use ractor::ActorRef;
 
 use super::plan::Plan;
-use super::twin::TwinMsg;
 use super::scheduler::Scheduler;
+use super::twin::TwinMsg;
 
 /// Told whenever the root (HQ) twin folds a child's update into its roll-ups.
 pub trait RootObserver: Send + Sync + fmt::Debug {
@@ -83,7 +83,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn panic_on_message(&self, twin: usize, on: bool) {
-        let mut set = self.panic_on_message.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = self
+            .panic_on_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if on {
             set.insert(twin);
         } else {

@@ -10,10 +10,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::alarm::{AlarmMachine, AlarmMode, AlarmRecord, AlarmState, AlarmTiming, Priority, Transition};
+use crate::alarm::{
+    AlarmMachine, AlarmMode, AlarmRecord, AlarmState, AlarmTiming, Priority, Transition,
+};
 use crate::id::{TwinId, TwinPath};
 use crate::model::{Class, PropKind, RestartStrategy, SupervisionPolicy, Tier};
 use crate::quality::{Quality, Reason};
@@ -279,7 +283,10 @@ impl Actor for TwinActor {
         if let Some(faults) = &state.ctx.faults
             && faults.should_panic(state.def)
         {
-            panic!("fault injected: twin `{}` panics on every message", state.path);
+            panic!(
+                "fault injected: twin `{}` panics on every message",
+                state.path
+            );
         }
         match msg {
             TwinMsg::Samples(batch) => state.on_samples(&myself, batch),
@@ -369,7 +376,9 @@ impl TwinState {
             .props
             .iter()
             .map(|p| match &p.kind {
-                PropKind::Param { default } => Slot::new(default.clone(), Quality::Good, Timestamp::ZERO),
+                PropKind::Param { default } => {
+                    Slot::new(default.clone(), Quality::Good, Timestamp::ZERO)
+                }
                 _ => Slot::default(),
             })
             .collect();
@@ -485,7 +494,7 @@ impl TwinState {
 
     fn on_samples(&mut self, myself: &ActorRef<TwinMsg>, batch: SampleBatch) {
         let now = self.ctx.clock.now();
-        let metrics = &self.ctx.metrics;
+        let metrics = self.ctx.metrics.clone();
         inc(&metrics.batches, 1);
         let mut accepted = 0u64;
         let mut history = Vec::with_capacity(batch.samples.len());
@@ -517,13 +526,19 @@ impl TwinState {
     fn accept(&mut self, s: PropSample, now: Timestamp) -> Result<Option<HistoryRecord>, String> {
         let i = s.prop as usize;
         let Some(def) = self.class.props.get(i) else {
-            return Err(format!("no property with slot {i} in class `{}`", self.class.name));
+            return Err(format!(
+                "no property with slot {i} in class `{}`",
+                self.class.name
+            ));
         };
         if !matches!(def.kind, PropKind::Sourced) {
             return Err(format!("property `{}` is not sourced", def.name));
         }
         let value = coerce(s.value, def.ty).ok_or_else(|| {
-            format!("property `{}` expects {}, sample has another type", def.name, def.ty)
+            format!(
+                "property `{}` expects {}, sample has another type",
+                def.name, def.ty
+            )
         })?;
         let mut quality = s.quality;
         if let (Some((lo, hi)), Some(v)) = (def.range, value.as_f64())
@@ -589,9 +604,9 @@ impl TwinState {
                 off_delay: def.off_delay,
             };
             let inst = &mut self.alarms[i];
-            let (cond, _q) = def
-                .condition
-                .eval(&self.slots, inst.deadband, inst.machine.record().condition);
+            let (cond, _q) =
+                def.condition
+                    .eval(&self.slots, inst.deadband, inst.machine.record().condition);
             let mut found: Vec<Transition> = Vec::new();
             found.extend(match cond {
                 Some(c) => inst.machine.update(&timing, c, now),
@@ -792,7 +807,11 @@ impl TwinState {
         for (j, r) in self.class.rollups.iter().enumerate() {
             let agg = c.rollups.result(j);
             let ty = self.class.props[r.prop as usize].ty;
-            self.slots[r.prop as usize] = Slot::new(coerce(agg.value, ty).unwrap_or(Value::Null), agg.quality, now);
+            self.slots[r.prop as usize] = Slot::new(
+                coerce(agg.value, ty).unwrap_or(Value::Null),
+                agg.quality,
+                now,
+            );
         }
     }
 
@@ -879,7 +898,11 @@ impl TwinState {
             off_delay: def.off_delay,
         };
         // Bring the machine up to date before the operator acts on it.
-        let due: Vec<Transition> = self.alarms[i].machine.tick(&timing, now).into_iter().collect();
+        let due: Vec<Transition> = self.alarms[i]
+            .machine
+            .tick(&timing, now)
+            .into_iter()
+            .collect();
         for t in due {
             self.record_transition(i, t);
         }
@@ -922,7 +945,9 @@ impl TwinState {
         restart_reason: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
         let model = &self.ctx.model;
-        let plan = self.ctx.plan(model.twins[self.def].class, model.twins[def].class);
+        let plan = self
+            .ctx
+            .plan(model.twins[self.def].class, model.twins[def].class);
         let args = TwinArgs {
             ctx: self.ctx.clone(),
             def,
@@ -1000,7 +1025,12 @@ impl TwinState {
             restarts.push_back(now);
             inc(&self.ctx.metrics.restarts, 1);
             match self
-                .spawn_child(myself, i, def, Some(format!("restarted after failure: {error}")))
+                .spawn_child(
+                    myself,
+                    i,
+                    def,
+                    Some(format!("restarted after failure: {error}")),
+                )
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -1013,7 +1043,9 @@ impl TwinState {
 
     /// A child that stays down contributes Bad(comm_failure) values.
     fn mark_child_down(&mut self, myself: &ActorRef<TwinMsg>, i: usize) {
-        let Some(c) = self.container.as_mut() else { return };
+        let Some(c) = self.container.as_mut() else {
+            return;
+        };
         let old = c.rollups.contribution(i).clone();
         let inputs = old
             .inputs
@@ -1134,7 +1166,9 @@ impl TwinState {
     /// is full the twin waits for room rather than lose data: that wait is
     /// the back-pressure that reaches the sources.
     async fn flush_writes(&mut self) {
-        let Some(writer) = &self.ctx.writer else { return };
+        let Some(writer) = &self.ctx.writer else {
+            return;
+        };
         for op in self.pending.drain(..) {
             if writer.send(op).await.is_err() {
                 inc(&self.ctx.metrics.writes_dropped, 1);
