@@ -414,7 +414,7 @@ fn prop(name: &str, unit: Option<&str>, kind: PropKind) -> anyhow::Result<PropDe
 }
 
 fn container_class(name: &str, tier: Tier, child_power: &str) -> anyhow::Result<Class> {
-    let rollups = vec![
+    let rollups = [
         ("power", AggFunc::Sum, child_power, Some("kW")),
         (
             "temp_avg",

@@ -9,7 +9,7 @@
 //! - [`sim_source`]: the simulator as a sample source.
 //! - [`router`]: routing samples from sources to twins.
 //! - [`summary`]: the live terminal summary.
-//! - [`cli`]: subcommands.
+//! - [`cli`]: the `twinrt` subcommands, and [`bench`] for `twinrt bench`.
 
 pub mod bench;
 pub mod cli;

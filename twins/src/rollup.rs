@@ -54,7 +54,7 @@ impl Input {
                 value,
                 weight,
                 quality,
-            } if !(value.is_finite() && weight.is_finite()) && !quality.is_bad() => {
+            } if !quality.is_bad() && (!value.is_finite() || !weight.is_finite()) => {
                 Input::Present {
                     value,
                     weight,
@@ -664,9 +664,9 @@ mod tests {
                     .filter_map(|i| i.usable())
                     .map(|(v, w)| v.abs() * w.max(1.0))
                     .sum();
-                for j in 0..FUNCS.len() {
+                for (j, func) in FUNCS.iter().enumerate() {
                     let (inc, fresh) = (set.result(j), scratch.result(j));
-                    prop_assert!(close(&inc, &fresh, scale), "{:?}: incremental {:?} != scratch {:?}", FUNCS[j], inc, fresh);
+                    prop_assert!(close(&inc, &fresh, scale), "{:?}: incremental {:?} != scratch {:?}", func, inc, fresh);
                 }
                 prop_assert_eq!(set.alarms(), scratch.alarms());
             }
