@@ -75,30 +75,44 @@ pub struct TwinContext {
     refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
 }
 
-/// Fault injection for tests and drills: which twins panic on every message.
+/// Fault injection for tests and drills: twins that panic on their next
+/// messages.
 #[derive(Debug, Default)]
 pub struct Faults {
-    pub panic_on_message: Mutex<std::collections::HashSet<usize>>,
+    /// Twin index → how many more messages it panics on.
+    panics: Mutex<HashMap<usize, u32>>,
 }
 
 impl Faults {
+    /// Makes twin `twin` (index in the model) panic on every message, or stop doing so.
     pub fn panic_on_message(&self, twin: usize, on: bool) {
-        let mut set = self
-            .panic_on_message
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if on {
-            set.insert(twin);
+        self.panic_times(twin, if on { u32::MAX } else { 0 });
+    }
+
+    /// Makes twin `twin` panic on its next `n` messages (across restarts).
+    pub fn panic_times(&self, twin: usize, n: u32) {
+        let mut map = self.panics.lock().unwrap_or_else(|e| e.into_inner());
+        if n == 0 {
+            map.remove(&twin);
         } else {
-            set.remove(&twin);
+            map.insert(twin, n);
         }
     }
 
     pub(crate) fn should_panic(&self, twin: usize) -> bool {
-        self.panic_on_message
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&twin)
+        let mut map = self.panics.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(&twin) {
+            None => false,
+            Some(n) => {
+                if *n != u32::MAX {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&twin);
+                    }
+                }
+                true
+            }
+        }
     }
 }
 
