@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use twins::Clock;
+use twins::store::Durable;
 
 use crate::model_dir::{self, LoadError};
 use crate::node::{Node, NodeConfig};
 
 /// twinrt: a runtime for distributed digital twins in process industry.
 #[derive(Debug, Parser)]
-#[command(name = "twinrt", version, about, long_about = None)]
+#[command(name = "twinrt", version, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +43,10 @@ pub enum Command {
         /// Seconds between summary frames; 0 turns the summary off.
         #[arg(long, default_value_t = 1)]
         summary_every: u64,
+        /// Print `durable flushes=F history=H events=E states=S` on stdout
+        /// each time the store acknowledges a flush (counts since this start).
+        #[arg(long)]
+        report_durable: bool,
     },
     /// Validate a model directory: exit 0 with a summary, or 1 listing every error.
     Check {
@@ -61,6 +66,10 @@ pub enum Command {
         /// Also print the twin's last N journal events.
         #[arg(long, default_value_t = 0)]
         events: usize,
+        /// The model directory the node ran: adds each twin's path to the
+        /// listing of every twin, and checks that TWIN is in the model.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Benchmarks against a bare-ractor baseline (see docs/benchmarks.md).
     Bench(crate::cli::BenchArgs),
@@ -85,6 +94,84 @@ pub struct BenchArgs {
     /// the bench itself: each case runs in a fresh process).
     #[arg(long, hide = true)]
     pub case: Option<String>,
+}
+
+/// What `twinrt run` does besides hosting the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Stop after this long; `None`: until Ctrl-C.
+    pub run_for: Option<Duration>,
+    /// Seed of the simulator.
+    pub seed: u64,
+    /// Seconds between summary frames; 0: no summary.
+    pub summary_every: u64,
+    /// Print a `durable ...` line for each acknowledged flush.
+    pub report_durable: bool,
+}
+
+/// The whole `twinrt` binary: parses the arguments, runs the subcommand and
+/// returns the process exit code. `main` only calls this.
+pub fn main_entry() -> i32 {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TWINRT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check { dir } => check(&dir),
+        Command::Inspect {
+            data_dir,
+            twin,
+            history,
+            events,
+            model,
+        } => report(inspect(
+            &data_dir,
+            twin.as_deref(),
+            history,
+            events,
+            model.as_deref(),
+        )),
+        Command::Run {
+            dir,
+            data_dir,
+            in_memory,
+            run_for,
+            seed,
+            summary_every,
+            report_durable,
+        } => {
+            let data_dir = (!in_memory).then_some(data_dir);
+            let options = RunOptions {
+                run_for,
+                seed,
+                summary_every,
+                report_durable,
+            };
+            report(block_on(run(&dir, data_dir, options)))
+        }
+        Command::Bench(args) => report(block_on(crate::bench::run(args))),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn report(result: anyhow::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
@@ -146,22 +233,24 @@ pub fn check(dir: &Path) -> i32 {
     }
 }
 
-/// `twinrt run`.
-pub async fn run(
-    dir: &Path,
-    data_dir: Option<PathBuf>,
-    run_for: Option<Duration>,
-    seed: u64,
-    summary_every: u64,
-) -> anyhow::Result<()> {
+/// `twinrt run`: hosts the model's topology until `options.run_for` has
+/// elapsed or Ctrl-C, then stops the sources and twins and flushes the store.
+pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> anyhow::Result<()> {
     let model = match model_dir::load(dir) {
         Ok(m) => Arc::new(m),
         Err(LoadError::Invalid(d)) => anyhow::bail!("the model is invalid:\n{d}"),
         Err(e) => return Err(e.into()),
     };
+    if model.twins.is_empty() {
+        anyhow::bail!(
+            "`{}` has no topology: the model declares no enterprise, so there is no twin to host \
+             (a directory of classes only can be checked but not run: add an `[enterprise]` table)",
+            dir.display()
+        );
+    }
     let config = NodeConfig {
         data_dir: data_dir.clone(),
-        seed,
+        seed: options.seed,
         ..NodeConfig::default()
     };
     let started = tokio::time::Instant::now();
@@ -176,23 +265,35 @@ pub async fn run(
             None => "in memory".into(),
         }
     );
-    let deadline = run_for.map(|d| started + d);
+    let deadline = options.run_for.map(|d| started + d);
     let tty = std::io::stdout().is_terminal();
     let mut rates = crate::summary::Rates::default();
-    let every = Duration::from_secs(summary_every.max(1));
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut summary = (options.summary_every > 0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs(options.summary_every));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut health = tokio::time::interval(ROOT_CHECK_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut durable = node
+        .writer
+        .as_ref()
+        .filter(|_| options.report_durable)
+        .map(|w| w.durable());
+    let mut reported = Durable::default();
     let reason = loop {
         tokio::select! {
-            _ = ticker.tick() => {
-                if summary_every > 0 {
-                    let frame = crate::summary::frame(&node, &mut rates, started.elapsed()).await;
-                    if tty {
-                        print!("\x1b[2J\x1b[H{frame}");
-                    } else {
-                        print!("{frame}");
-                    }
-                }
+            _ = tick_opt(summary.as_mut()) => {
+                let frame = crate::summary::frame(&node, &mut rates, started.elapsed()).await;
+                let frame = if tty { format!("\x1b[2J\x1b[H{frame}") } else { frame };
+                write_stdout(&frame)?;
+            }
+            changed = changed_opt(durable.as_mut()) => match changed {
+                Ok(now) => report_durable(&mut reported, now)?,
+                // The writer stopped: nothing more will become durable.
+                Err(_) => durable = None,
+            },
+            _ = health.tick() => {
                 if node.root_failed() {
                     break "the root twin failed";
                 }
@@ -203,12 +304,67 @@ pub async fn run(
     };
     eprintln!("twinrt: stopping ({reason}); flushing the store");
     let failed = node.root_failed();
+    let writer = node.writer.clone();
     node.shutdown().await?;
+    if options.report_durable
+        && let Some(w) = writer
+    {
+        // The final flush of the shutdown is acknowledged too.
+        let last = *w.durable().borrow();
+        report_durable(&mut reported, last)?;
+    }
     if failed {
         anyhow::bail!("the root twin failed; see the log above");
     }
     eprintln!("twinrt: stopped cleanly");
     Ok(())
+}
+
+/// How often `run` checks whether the root twin has failed.
+const ROOT_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Prints `durable ...` for `now` unless it is what was reported last.
+fn report_durable(reported: &mut Durable, now: Durable) -> anyhow::Result<()> {
+    if now == *reported {
+        return Ok(());
+    }
+    *reported = now;
+    write_stdout(&format!(
+        "durable flushes={} history={} events={} states={}\n",
+        now.flushes, now.history_records, now.events, now.states
+    ))
+}
+
+/// Writes to stdout and flushes at once, so that whoever reads the output
+/// has every complete line even if this process is killed right after.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}
+
+async fn tick_opt(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next value of the durability watch, if there is one to watch.
+async fn changed_opt(
+    rx: Option<&mut tokio::sync::watch::Receiver<Durable>>,
+) -> Result<Durable, tokio::sync::watch::error::RecvError> {
+    match rx {
+        Some(rx) => {
+            rx.changed().await?;
+            Ok(*rx.borrow_and_update())
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
@@ -218,23 +374,36 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// `twinrt inspect`.
+/// `twinrt inspect`. With `model`, the listing of every twin carries each
+/// twin's path, and a twin path is checked against the model.
 pub fn inspect(
     data_dir: &Path,
     twin: Option<&str>,
     history: usize,
     events: usize,
+    model: Option<&Path>,
 ) -> anyhow::Result<()> {
     use twins::store::Store;
     if !data_dir.exists() {
         anyhow::bail!("no data directory at `{}`", data_dir.display());
     }
+    let model = match model.map(model_dir::load) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(LoadError::Invalid(d))) => anyhow::bail!("the model is invalid:\n{d}"),
+        Some(Err(e)) => return Err(e.into()),
+    };
     let store = crate::store::FjallStore::open(data_dir)
         .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
     let out = match twin {
         Some(t) => {
             let path =
                 twins::TwinPath::parse(t).with_context(|| format!("`{t}` is not a twin path"))?;
+            if let Some(m) = &model
+                && m.twin_by_path(path.as_str()).is_none()
+            {
+                anyhow::bail!("the model has no twin `{path}`");
+            }
             let id = path.id();
             let record = store
                 .load_state(id)?
@@ -264,9 +433,17 @@ pub fn inspect(
             v
         }
         None => {
+            let paths: std::collections::HashMap<twins::TwinId, &twins::TwinPath> = model
+                .iter()
+                .flat_map(|m| m.twins.iter().map(|t| (t.path.id(), &t.path)))
+                .collect();
             let mut all = Vec::new();
             store.scan_states(&mut |id, record| {
-                all.push(serde_json::json!({ "id": id.to_string(), "state": record }));
+                let mut v = serde_json::json!({ "id": id.to_string(), "state": record });
+                if let Some(path) = paths.get(&id) {
+                    v["path"] = serde_json::Value::from(path.as_str());
+                }
+                all.push(v);
                 true
             })?;
             serde_json::Value::Array(all)
