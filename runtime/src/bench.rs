@@ -676,11 +676,8 @@ async fn drive_node(node: &Node, dur: Duration, rate: Option<u64>) -> u64 {
             None => processed(&node.ctx) - start_batches + WINDOW,
         };
         if sent >= target {
-            if rate.is_some() {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
+            // Wait without spinning: the driver must not take a core from the twins.
+            tokio::time::sleep(Duration::from_micros(500)).await;
             continue;
         }
         let now = node.ctx.clock.now();
@@ -894,11 +891,8 @@ impl BareTree {
                 None => processed(&self.sink) + WINDOW,
             };
             if sent >= target {
-                if rate.is_some() {
-                    tokio::time::sleep(Duration::from_micros(500)).await;
-                } else {
-                    tokio::task::yield_now().await;
-                }
+                // Wait without spinning: the driver must not take a core from the twins.
+                tokio::time::sleep(Duration::from_micros(500)).await;
                 continue;
             }
             for _ in 0..(target - sent).min(256) {

@@ -69,10 +69,18 @@ pub struct TwinContext {
     /// Test and chaos-drill hook: twins listed here panic on every message.
     pub faults: Option<Arc<Faults>>,
     plans: Mutex<HashMap<(usize, usize), Arc<Plan>>>,
-    /// Property names of every class, shared with history records.
-    prop_names: Vec<Box<[Arc<str>]>>,
+    /// Names of every class, its properties and alarms, shared with store records.
+    names: Vec<ClassNames>,
     /// The running actor of every twin, by index in `model.twins`; updated on restart.
     refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
+}
+
+/// A class's names as shared strings (no allocation per record).
+#[derive(Debug)]
+pub(crate) struct ClassNames {
+    pub class: Arc<str>,
+    pub props: Box<[Arc<str>]>,
+    pub alarms: Box<[Arc<str>]>,
 }
 
 /// Fault injection for tests and drills: twins that panic on their next
@@ -121,10 +129,18 @@ impl TwinContext {
     /// Must be created inside a tokio runtime (it starts the scheduler).
     pub fn new(model: Arc<Model>, clock: Clock) -> Self {
         let model_len = model.twins.len();
-        let prop_names = model
+        let names = model
             .classes
             .iter()
-            .map(|c| c.props.iter().map(|p| Arc::from(p.name.as_str())).collect())
+            .map(|c| ClassNames {
+                class: Arc::from(c.name.as_str()),
+                props: c.props.iter().map(|p| Arc::from(p.name.as_str())).collect(),
+                alarms: c
+                    .alarms
+                    .iter()
+                    .map(|a| Arc::from(a.name.as_str()))
+                    .collect(),
+            })
             .collect();
         Self {
             model,
@@ -137,7 +153,7 @@ impl TwinContext {
             persist_history: true,
             faults: None,
             plans: Mutex::new(HashMap::new()),
-            prop_names,
+            names,
             refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
         }
     }
@@ -147,9 +163,14 @@ impl TwinContext {
         self
     }
 
+    /// The shared names of class `class` (index in `model.classes`).
+    pub(crate) fn names(&self, class: usize) -> &ClassNames {
+        &self.names[class]
+    }
+
     /// The shared name of property `prop` of class `class`.
     pub(crate) fn prop_name(&self, class: usize, prop: usize) -> Arc<str> {
-        self.prop_names[class][prop].clone()
+        self.names[class].props[prop].clone()
     }
 
     /// The running actor of twin `index` (in `model.twins`), if it is up.

@@ -336,7 +336,7 @@ impl Actor for TwinActor {
                 let _ = reply.send(result);
             }
         }
-        state.flush_writes().await;
+        Box::pin(state.flush_writes()).await;
         Ok(())
     }
 
@@ -350,7 +350,9 @@ impl Actor for TwinActor {
         // apply this twin's restart policy instead.
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let result = state.on_child_failed(&myself, cell, err.to_string()).await;
+                // Boxed: restarting spawns a child, a large future that would
+                // otherwise be part of every twin's task allocation.
+                let result = Box::pin(state.on_child_failed(&myself, cell, err.to_string())).await;
                 state.flush_writes().await;
                 result
             }
@@ -479,7 +481,7 @@ impl TwinState {
             }
         }
         for (name, rec) in record.alarms {
-            if let Some(i) = self.class.alarms.iter().position(|a| a.name == name) {
+            if let Some(i) = self.class.alarms.iter().position(|a| *a.name == *name) {
                 self.alarms[i].machine = AlarmMachine::from_record(rec);
             }
         }
@@ -1086,8 +1088,9 @@ impl TwinState {
     }
 
     fn record(&self) -> TwinRecord {
+        let names = self.ctx.names(self.def_class);
         TwinRecord {
-            class: self.class.name.clone(),
+            class: names.class.clone(),
             seq: self.seq,
             updated: self.ctx.clock.now(),
             props: self
@@ -1095,15 +1098,15 @@ impl TwinState {
                 .props
                 .iter()
                 .zip(&self.slots)
-                .filter(|(p, _)| matches!(p.kind, PropKind::Sourced))
-                .map(|(p, s)| (p.name.clone(), s.clone()))
+                .zip(names.props.iter())
+                .filter(|((p, _), _)| matches!(p.kind, PropKind::Sourced))
+                .map(|((_, s), name)| (name.clone(), s.clone()))
                 .collect(),
-            alarms: self
-                .class
+            alarms: names
                 .alarms
                 .iter()
                 .zip(&self.alarms)
-                .map(|(d, a)| (d.name.clone(), a.machine.record()))
+                .map(|(name, a)| (name.clone(), a.machine.record()))
                 .collect(),
         }
     }

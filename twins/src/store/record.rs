@@ -22,15 +22,15 @@ use crate::value::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwinRecord {
     /// The twin's class name.
-    pub class: String,
+    pub class: Arc<str>,
     /// The twin's processed-batch counter when this state was taken.
     pub seq: u64,
     /// When this state was taken (the runtime clock).
     pub updated: Timestamp,
     /// Current value of each property, by property name.
-    pub props: Vec<(String, Slot)>,
+    pub props: Vec<(Arc<str>, Slot)>,
     /// State of each alarm, by alarm name.
-    pub alarms: Vec<(String, AlarmRecord)>,
+    pub alarms: Vec<(Arc<str>, AlarmRecord)>,
 }
 
 /// One stored value of one property, with what orders it.
