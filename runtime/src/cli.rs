@@ -281,6 +281,10 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
         .filter(|_| options.report_durable)
         .map(|w| w.durable());
     let mut reported = Durable::default();
+    // One listener for the whole run: a Ctrl-C that arrives while a frame
+    // is being rendered is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let reason = loop {
         tokio::select! {
             _ = tick_opt(summary.as_mut()) => {
@@ -299,7 +303,7 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
                 }
             }
             _ = sleep_until_opt(deadline) => break "--for elapsed",
-            _ = tokio::signal::ctrl_c() => break "interrupted",
+            _ = &mut ctrl_c => break "interrupted",
         }
     };
     eprintln!("twinrt: stopping ({reason}); flushing the store");
@@ -421,7 +425,7 @@ pub fn inspect(
                         usize::MAX,
                     )?;
                     let tail: Vec<_> = pts.iter().rev().take(history).rev().cloned().collect();
-                    h.insert(name.clone(), serde_json::to_value(tail)?);
+                    h.insert(name.to_string(), serde_json::to_value(tail)?);
                 }
                 v["history"] = serde_json::Value::Object(h);
             }
