@@ -2,15 +2,15 @@
 //! than its history and journal (the durability point,
 //! `twins::store::writer`: the store holds a prefix of whole batches).
 //!
-//! A twin hands the writes of one message (journal entries, a history
-//! batch, its state) to the writer as separate ops, and the writer cuts
-//! batches wherever they fill up or the flush interval elapses, so the
-//! history and journal of a message can be durable in one batch and the
-//! state in the next. A crash between the two leaves a state older than
-//! the history; the restarted twin resumes from that older seq and reuses
-//! the seqs of durable records, overwriting acknowledged journal entries.
+//! The writer cuts batches wherever they fill up or the flush interval
+//! elapses. If the writes of one message (journal entries, a history batch,
+//! the twin's state) were split across two batches, a crash between them
+//! would leave a state older than its history; the restarted twin would
+//! resume from that older seq and reuse the seqs of durable records,
+//! overwriting acknowledged journal entries. Twins therefore hand each
+//! message's writes over as one `WriteOp::Group`, which is never split.
 //!
-//! The test provokes the cut deterministically (`max_batch = 2`), replays
+//! The test provokes cuts deterministically (`max_batch = 2`), replays
 //! the recorded batches up to the cut onto a fresh store, as a crash right
 //! after that batch would leave it, and restarts the tree on it.
 

@@ -1165,17 +1165,21 @@ impl TwinState {
         }
     }
 
-    /// Hands this message's writes to the write-behind queue. When the queue
-    /// is full the twin waits for room rather than lose data: that wait is
-    /// the back-pressure that reaches the sources.
+    /// Hands this message's writes to the write-behind queue as one group,
+    /// so they land in the same store batch. When the queue is full the
+    /// twin waits for room rather than lose data: that wait is the
+    /// back-pressure that reaches the sources.
     async fn flush_writes(&mut self) {
         let Some(writer) = &self.ctx.writer else {
             return;
         };
-        for op in self.pending.drain(..) {
-            if writer.send(op).await.is_err() {
-                inc(&self.ctx.metrics.writes_dropped, 1);
-            }
+        let op = match self.pending.len() {
+            0 => return,
+            1 => self.pending.pop().expect("one pending write"),
+            _ => WriteOp::Group(std::mem::take(&mut self.pending)),
+        };
+        if writer.send(op).await.is_err() {
+            inc(&self.ctx.metrics.writes_dropped, 1);
         }
     }
 

@@ -96,6 +96,12 @@ pub enum WriteOp {
     HistoryBatch(Vec<HistoryRecord>),
     Event(EventRecord),
     Meta(String, Vec<u8>),
+    /// Ops that must land in the same store batch: everything one twin
+    /// writes while handling one message (its journal entries, history and
+    /// state), so that a crash never leaves state and history disagreeing.
+    /// The writer never cuts a batch inside a group (like a
+    /// `HistoryBatch`, a group may overshoot `max_batch`).
+    Group(Vec<WriteOp>),
     /// Resolves with the flush number once every op queued before it is
     /// durable (see [`StoreWriter::flush`]).
     Flush(oneshot::Sender<Result<u64, StoreError>>),
@@ -109,6 +115,7 @@ impl fmt::Debug for WriteOp {
             WriteOp::HistoryBatch(v) => write!(f, "HistoryBatch({} records)", v.len()),
             WriteOp::Event(e) => write!(f, "Event({} #{})", e.twin, e.seq),
             WriteOp::Meta(k, v) => write!(f, "Meta({k:?}, {} bytes)", v.len()),
+            WriteOp::Group(v) => write!(f, "Group({} ops)", v.len()),
             WriteOp::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -451,6 +458,14 @@ impl Loop {
                     (1, 0)
                 }
             },
+            WriteOp::Group(ops) => {
+                // Batches are cut only between pushes, so the whole group
+                // joins the pending batch together.
+                for op in ops {
+                    self.push(op);
+                }
+                return;
+            }
             WriteOp::Flush(tx) => {
                 if p.is_empty() {
                     // Everything sent before is already durable.
@@ -871,5 +886,37 @@ mod tests {
         let d = h.shutdown_blocking().unwrap();
         assert_eq!(d.events, 1);
         assert_eq!(store.events(twin(1), 0, 10).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_group_is_never_split_across_batches() {
+        let store = Arc::new(TestStore::default());
+        let (w, h) = StoreWriter::spawn(
+            store.clone(),
+            WriterConfig {
+                max_batch: 1,
+                ..WriterConfig::default()
+            },
+        );
+        for i in 0..20u64 {
+            let group = vec![
+                WriteOp::Event(event(twin(1), i + 1)),
+                WriteOp::HistoryBatch(vec![hist(twin(1), "flow", point(i as i64, i, 1.0))]),
+                WriteOp::State(twin(1), state(i + 1)),
+            ];
+            w.send(WriteOp::Group(group)).await.unwrap();
+        }
+        w.flush().await.unwrap();
+        h.shutdown().await.unwrap();
+        let batches = store.batches();
+        assert!(batches.len() > 1, "max_batch 1 cuts often");
+        for b in batches.iter() {
+            // Whole groups only: as many events as history points, and the
+            // state is the one written with the last of them.
+            assert_eq!(b.events.len(), b.history.len(), "{b:?}");
+            let last = b.events.iter().map(|e| e.seq).max().unwrap();
+            assert_eq!(b.states.len(), 1);
+            assert_eq!(b.states[0].1.seq, last);
+        }
     }
 }
