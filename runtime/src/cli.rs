@@ -391,13 +391,20 @@ pub fn inspect(
     if !data_dir.exists() {
         anyhow::bail!("no data directory at `{}`", data_dir.display());
     }
+    if !data_dir.join(crate::store::STORE_DIR).exists() {
+        anyhow::bail!(
+            "`{}` holds no twinrt store (expected `{}`): is it the --data-dir of a node?",
+            data_dir.display(),
+            data_dir.join(crate::store::STORE_DIR).display()
+        );
+    }
     let model = match model.map(model_dir::load) {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(LoadError::Invalid(d))) => anyhow::bail!("the model is invalid:\n{d}"),
         Some(Err(e)) => return Err(e.into()),
     };
-    let store = crate::store::FjallStore::open(data_dir)
+    let store = crate::store::open_default(data_dir)
         .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
     let out = match twin {
         Some(t) => {

@@ -15,7 +15,6 @@ use twins::{Clock, TwinPath};
 
 use crate::router::Router;
 use crate::sim_source::SimSource;
-use crate::store::FjallStore;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -74,7 +73,7 @@ impl Node {
         }
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(
-                FjallStore::open(dir)
+                crate::store::open_default(dir)
                     .with_context(|| format!("cannot open the store in `{}`", dir.display()))?,
             ),
             None => Arc::new(MemoryStore::new()),

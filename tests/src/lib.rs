@@ -119,7 +119,7 @@ impl StoreSnapshot {
     /// Opens the fjall store of a node whose `--data-dir` was `data_dir`
     /// (no node may be running on it) and reads it.
     pub fn open(data_dir: &Path, model: &Model) -> anyhow::Result<StoreSnapshot> {
-        let store = runtime::store::FjallStore::open(data_dir)
+        let store = runtime::store::open_default(data_dir)
             .with_context(|| format!("open the store in `{}`", data_dir.display()))?;
         StoreSnapshot::read(&store, model)
     }
