@@ -80,8 +80,6 @@ pub enum TwinMsg {
     ParentState(Arc<[Slot]>),
     /// Read the twin's current state.
     Get(RpcReplyPort<TwinView>),
-    /// Find a descendant by the remaining path segments.
-    Lookup(Vec<String>, RpcReplyPort<Option<ActorRef<TwinMsg>>>),
     /// An operator command on an alarm; `who` is recorded in the journal.
     Alarm {
         alarm: String,
@@ -260,7 +258,7 @@ impl Actor for TwinActor {
         // Report in: the parent replaces whatever it held for this child.
         let now = state.ctx.clock.now();
         state.evaluate(now);
-        state.publish(&myself, Timestamp::MAX, true);
+        state.publish(Timestamp::MAX, true);
         state.flush_writes().await;
         Ok(())
     }
@@ -289,7 +287,7 @@ impl Actor for TwinActor {
             );
         }
         match msg {
-            TwinMsg::Samples(batch) => state.on_samples(&myself, batch),
+            TwinMsg::Samples(batch) => state.on_samples(batch),
             TwinMsg::ChildUpdate(update) => state.on_child_update(&myself, update),
             TwinMsg::Tick => state.on_tick(&myself),
             TwinMsg::Flush => {
@@ -298,33 +296,9 @@ impl Actor for TwinActor {
                 }
                 state.maybe_publish(&myself);
             }
-            TwinMsg::ParentState(slots) => state.on_parent_state(&myself, slots),
+            TwinMsg::ParentState(slots) => state.on_parent_state(slots),
             TwinMsg::Get(reply) => {
                 let _ = reply.send(state.view());
-            }
-            TwinMsg::Lookup(mut rest, reply) => {
-                if rest.is_empty() {
-                    let _ = reply.send(Some(myself.clone()));
-                } else {
-                    let name = rest.remove(0);
-                    let child = state.ctx.model.twins[state.def]
-                        .children
-                        .iter()
-                        .copied()
-                        .find(|&c| state.ctx.model.twins[c].path.name() == name);
-                    match child.and_then(|c| state.ctx.actor_of(c)) {
-                        Some(actor) => {
-                            if let Err(ractor::MessagingErr::SendErr(TwinMsg::Lookup(_, reply))) =
-                                actor.cast(TwinMsg::Lookup(rest, reply))
-                            {
-                                let _ = reply.send(None);
-                            }
-                        }
-                        None => {
-                            let _ = reply.send(None);
-                        }
-                    }
-                }
             }
             TwinMsg::Alarm {
                 alarm,
@@ -494,7 +468,7 @@ impl TwinState {
 
     // ----- samples -----
 
-    fn on_samples(&mut self, myself: &ActorRef<TwinMsg>, batch: SampleBatch) {
+    fn on_samples(&mut self, batch: SampleBatch) {
         let now = self.ctx.clock.now();
         let metrics = self.ctx.metrics.clone();
         inc(&metrics.batches, 1);
@@ -521,7 +495,7 @@ impl TwinState {
             self.persist_history(history);
         }
         self.persist_state();
-        self.publish(myself, batch.arrival, false);
+        self.publish(batch.arrival, false);
     }
 
     /// Stores one sample into its slot; returns its history record.
@@ -703,7 +677,7 @@ impl TwinState {
     // ----- publishing -----
 
     /// Sends this twin's contribution to its parent if it changed (or `force`).
-    fn publish(&mut self, myself: &ActorRef<TwinMsg>, oldest_arrival: Timestamp, force: bool) {
+    fn publish(&mut self, oldest_arrival: Timestamp, force: bool) {
         let subtree = self.subtree_alarms();
         let wake = self.wake();
         let Some(parent) = &self.parent else {
@@ -733,7 +707,6 @@ impl TwinState {
             tracing::debug!(twin = %self.path, "parent gone; update dropped");
         }
         self.last_sent = Some((contribution, wake));
-        let _ = myself;
     }
 
     fn subtree_alarms(&self) -> AlarmCounts {
@@ -785,10 +758,10 @@ impl TwinState {
         c.last_publish = Some(now);
         c.dirty = false;
         let oldest = std::mem::replace(&mut c.oldest_arrival, Timestamp::MAX);
-        self.publish_container(myself, oldest);
+        self.publish_container(oldest);
     }
 
-    fn publish_container(&mut self, myself: &ActorRef<TwinMsg>, oldest_arrival: Timestamp) {
+    fn publish_container(&mut self, oldest_arrival: Timestamp) {
         let now = self.ctx.clock.now();
         let before: Vec<Slot> = self.slots.clone();
         self.compute_rollups(now);
@@ -796,7 +769,7 @@ impl TwinState {
         self.events_in_seq = 0;
         self.evaluate(now);
         self.persist_container(now);
-        self.publish(myself, oldest_arrival, false);
+        self.publish(oldest_arrival, false);
         if self.container.as_ref().is_some_and(|c| c.any_suppressible) && before != self.slots {
             self.send_parent_state();
         }
@@ -827,14 +800,14 @@ impl TwinState {
         }
     }
 
-    fn on_parent_state(&mut self, myself: &ActorRef<TwinMsg>, slots: Arc<[Slot]>) {
+    fn on_parent_state(&mut self, slots: Arc<[Slot]>) {
         self.parent_slots = Some(slots);
         let now = self.ctx.clock.now();
         self.seq += 1;
         self.events_in_seq = 0;
         self.run_alarms(now);
         self.persist_state();
-        self.publish(myself, Timestamp::MAX, false);
+        self.publish(Timestamp::MAX, false);
     }
 
     fn on_tick(&mut self, myself: &ActorRef<TwinMsg>) {
@@ -874,7 +847,7 @@ impl TwinState {
             c.dirty = true;
             self.maybe_publish(myself);
         } else {
-            self.publish(myself, Timestamp::MAX, true);
+            self.publish(Timestamp::MAX, true);
         }
     }
 
@@ -932,7 +905,7 @@ impl TwinState {
             c.dirty = true;
             self.maybe_publish(myself);
         } else {
-            self.publish(myself, Timestamp::MAX, false);
+            self.publish(Timestamp::MAX, false);
         }
         Ok(())
     }
