@@ -15,9 +15,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use twins::actor::{RootObserver, SampleBatch, TwinContext, TwinMsg};
 use twins::alarm::Priority;
-use twins::expr::{self, Expected, Scope, ScopeEntry};
+use twins::expr::{self, Expected};
 use twins::model::{
-    AggFunc, AlarmDef, Class, Model, PropDef, PropKind, RollupDef, Settings, Tier, TwinDef,
+    AggFunc, AlarmDef, Class, Model, PropDef, PropKind, PropsScope, RollupDef, Settings, Tier,
+    TwinDef,
 };
 use twins::rollup::AlarmCounts;
 use twins::units::Unit;
@@ -55,6 +56,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cases: Vec<&str> = match args.what.as_str() {
         "all" => vec![
             "spawn-baseline",
+            "model",
             "spawn",
             "ingest-baseline",
             "ingest",
@@ -64,7 +66,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "recovery-baseline",
             "recovery",
         ],
-        "spawn" => vec!["spawn-baseline", "spawn"],
+        "spawn" => vec!["spawn-baseline", "model", "spawn"],
         "ingest" => vec!["ingest-baseline", "ingest", "ingest-stored"],
         "latency" => vec!["latency-baseline", "latency"],
         "recovery" => vec!["recovery-baseline", "recovery"],
@@ -156,6 +158,26 @@ async fn run_case(case: &str, args: &BenchArgs) -> anyhow::Result<CaseResult> {
                 seconds,
                 rss_bytes_per_twin: Some(per),
                 note: "bare ractor actor per twin".into(),
+                ..Default::default()
+            })
+        }
+        "model" => {
+            // What a node holds per twin besides the actors: the compiled
+            // model, the actor registry and the directory.
+            let rss0 = rss();
+            let t = Instant::now();
+            let model = Arc::new(bench_model(&shape)?);
+            let ctx = Arc::new(TwinContext::new(model, Clock::system()));
+            let dir = cluster::LocalDirectory::new(ctx.clone());
+            let seconds = t.elapsed().as_secs_f64();
+            let per = (rss().saturating_sub(rss0)) as f64 / shape.total() as f64;
+            drop((dir, ctx));
+            Ok(CaseResult {
+                case: case.into(),
+                twins: shape.total(),
+                seconds,
+                rss_bytes_per_twin: Some(per),
+                note: "model, registry and directory only, no actors".into(),
                 ..Default::default()
             })
         }
@@ -380,23 +402,6 @@ pub fn shape(devices: usize) -> Shape {
     }
 }
 
-struct PropScope<'a>(&'a [PropDef]);
-
-impl Scope for PropScope<'_> {
-    fn lookup(&self, name: &str) -> Option<ScopeEntry<'_>> {
-        let (i, p) = self.0.iter().enumerate().find(|(_, p)| p.name == name)?;
-        Some(ScopeEntry {
-            slot: i as u16,
-            ty: p.ty,
-            unit: p.unit.as_ref(),
-            states: &p.states,
-        })
-    }
-    fn names(&self) -> Vec<String> {
-        self.0.iter().map(|p| p.name.clone()).collect()
-    }
-}
-
 fn prop(name: &str, unit: Option<&str>, kind: PropKind) -> anyhow::Result<PropDef> {
     Ok(PropDef {
         name: name.into(),
@@ -488,7 +493,7 @@ fn device_class() -> anyhow::Result<Class> {
     };
     let derived = expr::compile(
         "p1 * 2 + p3",
-        &PropScope(&props),
+        &PropsScope(&props),
         Expected {
             ty: Some(ValueType::F64),
             unit: None,
@@ -496,7 +501,7 @@ fn device_class() -> anyhow::Result<Class> {
     )
     .map_err(err)?;
     props.push(prop("derived", None, PropKind::Derived(derived))?);
-    let condition = expr::compile_condition("p2 > 95", &PropScope(&props)).map_err(err)?;
+    let condition = expr::compile_condition("p2 > 95", &PropsScope(&props)).map_err(err)?;
     Ok(Class {
         name: "BenchDevice".into(),
         tier: Tier::Device,

@@ -45,7 +45,7 @@ mod types;
 
 use std::path::PathBuf;
 
-pub use classes::SIM_MODELS;
+pub use classes::{PropsScope, SIM_MODELS};
 pub use diag::{Diagnostic, Diagnostics};
 pub use library::library_files;
 pub use settings::parse_duration;

@@ -51,7 +51,7 @@ pub(crate) struct Classes {
 
 /// Scope of expressions: a class's properties by slot.
 #[derive(Debug)]
-pub(crate) struct PropsScope<'a>(pub &'a [PropDef]);
+pub struct PropsScope<'a>(pub &'a [PropDef]);
 
 impl Scope for PropsScope<'_> {
     fn lookup(&self, name: &str) -> Option<ScopeEntry<'_>> {

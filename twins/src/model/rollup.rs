@@ -6,17 +6,7 @@ use std::ops::Range;
 use super::diag::{did_you_mean, one_of};
 use super::types::AggFunc;
 
-pub(crate) const FUNCS: &[AggFunc] = &[
-    AggFunc::Sum,
-    AggFunc::Avg,
-    AggFunc::Min,
-    AggFunc::Max,
-    AggFunc::Count,
-    AggFunc::CountTrue,
-    AggFunc::Any,
-    AggFunc::All,
-    AggFunc::WAvg,
-];
+pub(crate) const FUNCS: &[AggFunc] = &AggFunc::ALL;
 
 /// A parsed roll-up call; ranges are byte offsets into the call text.
 #[derive(Debug, Clone, PartialEq)]

@@ -230,6 +230,19 @@ pub enum AggFunc {
 }
 
 impl AggFunc {
+    /// Every function, in declaration order.
+    pub const ALL: [AggFunc; 9] = [
+        AggFunc::Sum,
+        AggFunc::Avg,
+        AggFunc::Min,
+        AggFunc::Max,
+        AggFunc::Count,
+        AggFunc::CountTrue,
+        AggFunc::Any,
+        AggFunc::All,
+        AggFunc::WAvg,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             AggFunc::Sum => "sum",
