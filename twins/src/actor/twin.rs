@@ -763,16 +763,26 @@ impl TwinState {
 
     fn publish_container(&mut self, oldest_arrival: Timestamp) {
         let now = self.ctx.clock.now();
-        let before: Vec<Slot> = self.slots.clone();
+        // Children with suppression conditions hear of changed values and
+        // qualities (not of mere re-computation).
+        let suppressible = self.container.as_ref().is_some_and(|c| c.any_suppressible);
+        let before: Option<Vec<(Value, Quality)>> = suppressible.then(|| self.value_qualities());
         self.compute_rollups(now);
         self.seq += 1;
         self.events_in_seq = 0;
         self.evaluate(now);
         self.persist_container(now);
         self.publish(oldest_arrival, false);
-        if self.container.as_ref().is_some_and(|c| c.any_suppressible) && before != self.slots {
+        if before.is_some_and(|b| b != self.value_qualities()) {
             self.send_parent_state();
         }
+    }
+
+    fn value_qualities(&self) -> Vec<(Value, Quality)> {
+        self.slots
+            .iter()
+            .map(|s| (s.value.clone(), s.quality))
+            .collect()
     }
 
     fn compute_rollups(&mut self, now: Timestamp) {
@@ -936,6 +946,10 @@ impl TwinState {
         let (actor, _) = Actor::spawn_linked(None, TwinActor, args, myself.get_cell()).await?;
         if let Some(c) = self.container.as_mut() {
             c.children[index].actor = Some(actor.get_id());
+            if c.children[index].suppressible && restart_reason_given {
+                // A restarted child learns the parent's state at once.
+                let _ = actor.cast(TwinMsg::ParentState(self.slots.clone().into()));
+            }
         }
         Ok(())
     }
