@@ -929,6 +929,7 @@ impl TwinState {
         def: usize,
         restart_reason: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
+        let restart_reason_given = restart_reason.is_some();
         let model = &self.ctx.model;
         let plan = self
             .ctx
