@@ -7,10 +7,11 @@ use twins::model::{Diagnostics, Model, SourceFile};
 /// Why a model directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read model directory `{path}`: {source}")]
+    #[error("cannot read model directory `{path}`: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Named `error`, not `source`: the message already includes it.
+        error: std::io::Error,
     },
     #[error("model directory `{0}` has no .toml files")]
     Empty(PathBuf),
@@ -21,9 +22,9 @@ pub enum LoadError {
 /// Every `*.toml` file in `dir` (not recursive), sorted by name; paths as
 /// `dir/file.toml` so messages point at what the user typed.
 pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |error| LoadError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
@@ -37,9 +38,9 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, LoadError> {
     paths
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            let text = std::fs::read_to_string(&path).map_err(|error| LoadError::Io {
                 path: path.clone(),
-                source,
+                error,
             })?;
             Ok(SourceFile { path, text })
         })
