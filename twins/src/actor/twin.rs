@@ -209,7 +209,10 @@ pub struct TwinState {
     seq: u64,
     events_in_seq: u32,
     parent: Option<ParentLink>,
-    last_sent: Option<(Contribution, Timestamp)>,
+    /// Fingerprint of the last contribution and wake time sent to the parent
+    /// (a 64-bit hash: keeping the contribution itself would cost every twin
+    /// a heap allocation).
+    last_sent: Option<u64>,
     container: Option<Box<Container>>,
     parent_slots: Option<Arc<[Slot]>>,
     /// Writes produced while handling the current message.
@@ -689,24 +692,21 @@ impl TwinState {
             return;
         };
         let contribution = parent.plan.contribution(&self.slots, subtree);
-        if !force
-            && let Some((last, last_wake)) = &self.last_sent
-            && *last == contribution
-            && *last_wake == wake
-        {
+        let fingerprint = fingerprint(&contribution, wake);
+        if !force && self.last_sent == Some(fingerprint) {
             return;
         }
         inc(&self.ctx.metrics.publishes, 1);
         let update = ChildUpdate {
             child: parent.index,
-            contribution: contribution.clone(),
+            contribution,
             wake,
             oldest_arrival,
         };
         if parent.actor.cast(TwinMsg::ChildUpdate(update)).is_err() {
             tracing::debug!(twin = %self.path, "parent gone; update dropped");
         }
-        self.last_sent = Some((contribution, wake));
+        self.last_sent = Some(fingerprint);
     }
 
     fn subtree_alarms(&self) -> AlarmCounts {
@@ -1229,6 +1229,31 @@ impl TwinState {
                 .collect(),
         }
     }
+}
+
+/// A 64-bit fingerprint of what a child last told its parent.
+fn fingerprint(c: &Contribution, wake: Timestamp) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for input in &c.inputs {
+        match input {
+            Input::Absent => 0u8.hash(&mut h),
+            Input::Present {
+                value,
+                weight,
+                quality,
+            } => {
+                1u8.hash(&mut h);
+                value.to_bits().hash(&mut h);
+                weight.to_bits().hash(&mut h);
+                quality.hash(&mut h);
+            }
+        }
+    }
+    c.alarms.active.hash(&mut h);
+    c.alarms.unacked.hash(&mut h);
+    wake.hash(&mut h);
+    h.finish()
 }
 
 /// Converts a value to a property's type where that is lossless enough
