@@ -267,9 +267,11 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
     );
     let deadline = options.run_for.map(|d| started + d);
     let tty = std::io::stdout().is_terminal();
-    let mut rates = crate::summary::Rates::default();
+    let mut rates = crate::summary::Rates::new(started);
     let mut summary = (options.summary_every > 0).then(|| {
-        let mut t = tokio::time::interval(Duration::from_secs(options.summary_every));
+        // The first frame comes one period in, when there is a rate to show.
+        let every = Duration::from_secs(options.summary_every);
+        let mut t = tokio::time::interval_at(started + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });

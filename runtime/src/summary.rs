@@ -13,11 +13,44 @@ use twins::model::Tier;
 
 use crate::node::Node;
 
-/// Figures sampled between two frames.
-#[derive(Debug, Default, Clone, Copy)]
+/// Sample counts of recent frames, for a rate over the last few seconds
+/// (a rate between two frames alone reads 0 whenever a source's period and
+/// the frame period line up).
+#[derive(Debug, Clone)]
 pub struct Rates {
-    samples: u64,
-    at: Option<tokio::time::Instant>,
+    window: std::collections::VecDeque<(tokio::time::Instant, u64)>,
+}
+
+/// How far back the samples/s rate looks.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+impl Rates {
+    /// Rates of a node started at `start` (with no samples then).
+    pub fn new(start: tokio::time::Instant) -> Self {
+        Self {
+            window: std::collections::VecDeque::from([(start, 0)]),
+        }
+    }
+
+    /// Records `samples` at `now`; returns samples per second over the window.
+    fn rate(&mut self, now: tokio::time::Instant, samples: u64) -> f64 {
+        while self.window.len() > 1
+            && self
+                .window
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            self.window.pop_front();
+        }
+        let rate = match self.window.front() {
+            Some(&(t, n)) if now.duration_since(t) > Duration::from_millis(200) => {
+                samples.saturating_sub(n) as f64 / now.duration_since(t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        self.window.push_back((now, samples));
+        rate
+    }
 }
 
 /// Renders one frame of the summary.
@@ -26,16 +59,7 @@ pub async fn frame(node: &Node, rates: &mut Rates, elapsed: Duration) -> String 
     let m = &node.ctx.metrics;
     let now = tokio::time::Instant::now();
     let samples = m.samples.load(Ordering::Relaxed);
-    let per_sec = match rates.at {
-        Some(at) if now > at => {
-            (samples - rates.samples) as f64 / now.duration_since(at).as_secs_f64()
-        }
-        _ => 0.0,
-    };
-    *rates = Rates {
-        samples,
-        at: Some(now),
-    };
+    let per_sec = rates.rate(now, samples);
     let mut out = String::new();
     let durable = node
         .writer
@@ -107,4 +131,27 @@ fn kpis(props: &[PropView]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_covers_a_window_not_just_the_last_two_frames() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut r = Rates::new(t0);
+        assert_eq!(
+            r.rate(t0 + Duration::from_millis(10), 0),
+            0.0,
+            "too early to tell"
+        );
+        assert_eq!(r.rate(t0 + s(1), 1000), 1000.0);
+        // No sample between these two frames: the window still shows the flow.
+        assert_eq!(r.rate(t0 + s(2), 1000), 500.0);
+        assert_eq!(r.rate(t0 + s(4), 4000), 1000.0);
+        // Counts older than the window drop out.
+        assert_eq!(r.rate(t0 + s(9), 4000), 0.0);
+    }
 }
