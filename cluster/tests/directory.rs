@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cluster::{DirectoryError, LocalDirectory, TwinDirectory};
-use ractor::Actor;
-use twins::actor::{AlarmCommand, TwinActor, TwinArgs, TwinContext};
+use twins::actor::{AlarmCommand, TwinContext, spawn_root};
 use twins::model::SourceFile;
 use twins::{Clock, TwinPath};
 
@@ -50,18 +49,7 @@ async fn start() -> (Arc<TwinContext>, LocalDirectory) {
     }];
     let model = Arc::new(twins::model::compile(&files).expect("model compiles"));
     let ctx = Arc::new(TwinContext::new(model, Clock::system()));
-    Actor::spawn(
-        None,
-        TwinActor,
-        TwinArgs {
-            ctx: ctx.clone(),
-            def: 0,
-            parent: None,
-            restart_reason: None,
-        },
-    )
-    .await
-    .expect("root starts");
+    spawn_root(ctx.clone()).await.expect("root starts");
     let total = ctx.model.twins.len();
     while (0..total).any(|i| ctx.actor_of(i).is_none()) {
         tokio::task::yield_now().await;

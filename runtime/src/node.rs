@@ -7,8 +7,8 @@ use std::time::Duration;
 use adapters::{PointSpec, SampleSink, SampleSource};
 use anyhow::{Context, bail};
 use cluster::LocalDirectory;
-use ractor::{Actor, ActorRef};
-use twins::actor::{RootObserver, TwinActor, TwinArgs, TwinContext, TwinMsg};
+use ractor::ActorRef;
+use twins::actor::{RootObserver, TwinContext, TwinMsg, spawn_root};
 use twins::model::{Model, PropKind};
 use twins::store::{MemoryStore, Store, StoreWriter, WriterConfig, WriterHandle};
 use twins::{Clock, TwinPath};
@@ -88,18 +88,9 @@ impl Node {
         let ctx = Arc::new(ctx);
         let total = model.twins.len() as u64;
 
-        let (root, root_join) = Actor::spawn(
-            None,
-            TwinActor,
-            TwinArgs {
-                ctx: ctx.clone(),
-                def: 0,
-                parent: None,
-                restart_reason: None,
-            },
-        )
-        .await
-        .context("the root twin failed to start")?;
+        let (root, root_join) = spawn_root(ctx.clone())
+            .await
+            .context("the root twin failed to start")?;
         wait_started(&ctx, total).await;
 
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

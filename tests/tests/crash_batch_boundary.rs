@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
-use twins::actor::{SampleBatch, TwinActor, TwinArgs, TwinContext, TwinMsg, TwinView};
+use ractor::ActorRef;
+use twins::actor::{SampleBatch, TwinContext, TwinMsg, TwinView, spawn_root};
 use twins::model::{Model, SourceFile};
 use twins::store::{
     EventRecord, HistoryPoint, MemoryStore, Store, StoreError, StoreStats, StoreWriter, TwinRecord,
@@ -152,18 +152,7 @@ impl Tree {
         );
         let ctx =
             Arc::new(TwinContext::new(model, Clock::system()).with_store(store, writer.clone()));
-        let (root, _) = Actor::spawn(
-            None,
-            TwinActor,
-            TwinArgs {
-                ctx: ctx.clone(),
-                def: 0,
-                parent: None,
-                restart_reason: None,
-            },
-        )
-        .await
-        .expect("root starts");
+        let (root, _) = spawn_root(ctx.clone()).await.expect("root starts");
         let total = ctx.model.twins.len();
         while (0..total).any(|i| ctx.actor_of(i).is_none()) {
             tokio::time::sleep(Duration::from_millis(1)).await;

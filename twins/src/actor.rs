@@ -10,5 +10,5 @@ pub use plan::{Plan, Source};
 pub use scheduler::Scheduler;
 pub use twin::{
     AlarmCommand, AlarmView, ChildUpdate, EVENTS_PER_SEQ, ParentLink, PropView, SampleBatch,
-    TwinActor, TwinArgs, TwinError, TwinMsg, TwinState, TwinView,
+    TwinActor, TwinArgs, TwinError, TwinMsg, TwinState, TwinView, spawn_root,
 };

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use tokio::sync::mpsc;
 use twins::actor::{
-    AlarmCommand, Faults, RootObserver, SampleBatch, TwinActor, TwinArgs, TwinContext, TwinError,
-    TwinMsg, TwinView,
+    AlarmCommand, Faults, RootObserver, SampleBatch, TwinContext, TwinError, TwinMsg, TwinView,
+    spawn_root,
 };
 use twins::alarm::{AlarmMode, AlarmState, Priority};
 use twins::model::{Model, SourceFile};
@@ -141,18 +141,7 @@ impl Harness {
                 .with_root_observer(Arc::new(Updates(tx)))
                 .with_faults(faults.clone()),
         );
-        let (root, _) = Actor::spawn(
-            None,
-            TwinActor,
-            TwinArgs {
-                ctx: ctx.clone(),
-                def: 0,
-                parent: None,
-                restart_reason: None,
-            },
-        )
-        .await
-        .expect("root starts");
+        let (root, _) = spawn_root(ctx.clone()).await.expect("root starts");
         let mut h = Self {
             ctx,
             updates,

@@ -157,6 +157,24 @@ pub struct ParentLink {
     pub plan: Arc<Plan>,
 }
 
+/// Spawns the root twin of `ctx.model` (index 0). It is unsupervised: its
+/// owner watches the join handle. Its subtree spawns itself below it.
+pub async fn spawn_root(
+    ctx: Arc<TwinContext>,
+) -> Result<(ActorRef<TwinMsg>, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
+    Actor::spawn(
+        None,
+        TwinActor,
+        TwinArgs {
+            ctx,
+            def: 0,
+            parent: None,
+            restart_reason: None,
+        },
+    )
+    .await
+}
+
 /// The twin actor. Stateless; everything lives in [`TwinState`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TwinActor;
