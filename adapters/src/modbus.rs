@@ -50,5 +50,7 @@
 //! ```
 
 pub mod address;
+pub mod decode;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
+pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
