@@ -51,6 +51,8 @@
 
 pub mod address;
 pub mod decode;
+pub mod plan;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
 pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
+pub use plan::{BlockRead, PlanLimits, PlanPoint, Served, plan_reads};
