@@ -50,9 +50,11 @@
 //! ```
 
 pub mod address;
+pub mod config;
 pub mod decode;
 pub mod plan;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
+pub use config::{ConfigError, EndpointConfig, ModbusConfig, PollGroup};
 pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
 pub use plan::{BlockRead, PlanLimits, PlanPoint, Served, plan_reads};
