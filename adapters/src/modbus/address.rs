@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::decode::Scaling;
+
 /// A Modbus data table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
@@ -228,6 +230,14 @@ impl PointAddress {
             deadband: 0.0,
             group: None,
             writable: false,
+        }
+    }
+
+    /// The point's `scale=` and `offset=` as a [`Scaling`].
+    pub fn scaling(&self) -> Scaling {
+        Scaling {
+            scale: self.scale,
+            offset: self.offset,
         }
     }
 
@@ -458,6 +468,13 @@ mod tests {
                 deadband: 0.5,
                 group: Some("fast".into()),
                 writable: true,
+            }
+        );
+        assert_eq!(
+            a.scaling(),
+            Scaling {
+                scale: 0.1,
+                offset: -5.0
             }
         );
     }
