@@ -7,6 +7,7 @@
 //! shut down. Modbus TCP and MQTT adapters live in their own folders
 //! (`modbus/`, `mqtt/`) as they arrive.
 
+pub mod mqtt;
 mod source;
 
 pub use source::{

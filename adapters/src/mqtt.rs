@@ -1,0 +1,26 @@
+//! MQTT adapter: the sans-IO core.
+//!
+//! Everything here takes values and returns values; the networking actor
+//! arrives separately and calls into it.
+//!
+//! - [`config`]: the serde layer of an MQTT source and its validation.
+//! - [`topic`]: topic templates with named captures (`plant/{site}/+/{device}`).
+//! - [`payload`]: decoding payloads into point values.
+//!
+//! ```
+//! use adapters::mqtt::topic::TopicTemplate;
+//!
+//! let t = TopicTemplate::parse("plant/{site}/+/{device}/telemetry").unwrap();
+//! assert_eq!(t.to_filter(), "plant/+/+/+/telemetry");
+//! let caps = t.match_topic("plant/s1/x/pump7/telemetry").unwrap();
+//! let twin = TopicTemplate::parse("acme/{site}/{device}").unwrap();
+//! assert_eq!(twin.fill(&caps).unwrap(), "acme/s1/pump7");
+//! ```
+
+pub mod config;
+pub mod topic;
+
+pub use config::{
+    ConfigError, MqttConfig, Northbound, PayloadFormat, Qos, Subscription, ValidConfig,
+};
+pub use topic::{Captures, FillError, TemplateError, TopicTemplate};
