@@ -18,9 +18,13 @@
 //! ```
 
 pub mod config;
+pub mod payload;
 pub mod topic;
 
 pub use config::{
     ConfigError, MqttConfig, Northbound, PayloadFormat, Qos, Subscription, ValidConfig,
+};
+pub use payload::{
+    DEFAULT_MAX_PAYLOAD, Decoded, PayloadError, VALUE_POINT, decode_json, decode_number,
 };
 pub use topic::{Captures, FillError, TemplateError, TopicTemplate};
