@@ -6,6 +6,7 @@
 //! - [`config`]: the serde layer of an MQTT source and its validation.
 //! - [`topic`]: topic templates with named captures (`plant/{site}/+/{device}`).
 //! - [`payload`]: decoding payloads into point values.
+//! - [`sparkplug`]: Sparkplug B payloads and the host state per edge node.
 //!
 //! ```
 //! use adapters::mqtt::topic::TopicTemplate;
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod payload;
+pub mod sparkplug;
 pub mod topic;
 
 pub use config::{
