@@ -8,6 +8,7 @@
 //! (`modbus/`, `mqtt/`) as they arrive.
 
 pub mod modbus;
+pub mod mqtt;
 mod source;
 
 pub use source::{

@@ -1,0 +1,32 @@
+//! MQTT adapter: the sans-IO core.
+//!
+//! Everything here takes values and returns values; the networking actor
+//! arrives separately and calls into it.
+//!
+//! - [`config`]: the serde layer of an MQTT source and its validation.
+//! - [`topic`]: topic templates with named captures (`plant/{site}/+/{device}`).
+//! - [`payload`]: decoding payloads into point values.
+//! - [`sparkplug`]: Sparkplug B payloads and the host state per edge node.
+//!
+//! ```
+//! use adapters::mqtt::topic::TopicTemplate;
+//!
+//! let t = TopicTemplate::parse("plant/{site}/+/{device}/telemetry").unwrap();
+//! assert_eq!(t.to_filter(), "plant/+/+/+/telemetry");
+//! let caps = t.match_topic("plant/s1/x/pump7/telemetry").unwrap();
+//! let twin = TopicTemplate::parse("acme/{site}/{device}").unwrap();
+//! assert_eq!(twin.fill(&caps).unwrap(), "acme/s1/pump7");
+//! ```
+
+pub mod config;
+pub mod payload;
+pub mod sparkplug;
+pub mod topic;
+
+pub use config::{
+    ConfigError, MqttConfig, Northbound, PayloadFormat, Qos, Subscription, ValidConfig,
+};
+pub use payload::{
+    DEFAULT_MAX_PAYLOAD, Decoded, PayloadError, VALUE_POINT, decode_json, decode_number,
+};
+pub use topic::{Captures, FillError, TemplateError, TopicTemplate};
