@@ -23,6 +23,12 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+if ! { command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/dev/null 2>&1; } \
+  || ! command -v mosquitto_pub >/dev/null 2>&1; then
+  step "installing mosquitto and mosquitto-clients (MQTT interop tests)"
+  apt-get update && apt-get install -y mosquitto mosquitto-clients
+fi
+
 step "tests"
 # Release-mode tests: the crash and recovery tests drive real node processes.
 cargo test --workspace --locked --release

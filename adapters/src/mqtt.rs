@@ -1,8 +1,10 @@
-//! MQTT adapter: the sans-IO core.
+//! MQTT adapter: the sans-IO core and the client that drives it.
 //!
-//! Everything here takes values and returns values; the networking actor
-//! arrives separately and calls into it.
+//! Everything but [`client`] takes values and returns values; the client
+//! runs rumqttc's event loop and calls into it.
 //!
+//! - [`client`]: [`MqttSource`], the [`crate::SampleSource`] subscribing to a
+//!   broker; points bind by `TOPIC#POINT` addresses.
 //! - [`config`]: the serde layer of an MQTT source and its validation.
 //! - [`topic`]: topic templates with named captures (`plant/{site}/+/{device}`).
 //! - [`payload`]: decoding payloads into point values.
@@ -18,11 +20,13 @@
 //! assert_eq!(twin.fill(&caps).unwrap(), "acme/s1/pump7");
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod payload;
 pub mod sparkplug;
 pub mod topic;
 
+pub use client::{MqttMetrics, MqttSource, MqttStatus};
 pub use config::{
     ConfigError, MqttConfig, Northbound, PayloadFormat, Qos, Subscription, ValidConfig,
 };
