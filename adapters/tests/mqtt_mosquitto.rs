@@ -8,7 +8,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use adapters::mqtt::{MqttConfig, MqttMetrics, MqttSource, MqttStatus};
@@ -163,7 +162,7 @@ fn values(batch: &[Sample]) -> Vec<(PointId, Value)> {
 }
 
 fn count(m: &MqttMetrics, f: impl Fn(&MqttMetrics) -> &std::sync::atomic::AtomicU64) -> u64 {
-    f(m).load(Ordering::Relaxed)
+    MqttMetrics::get(f(m))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,6 +237,7 @@ async fn delivers_rejects_and_survives_a_broker_restart() {
     assert_eq!(count(&metrics, |m| &m.rejected_unbound_topic), 1);
     assert_eq!(count(&metrics, |m| &m.messages), 4);
     assert_eq!(count(&metrics, |m| &m.samples), 3);
+    assert_eq!(count(&metrics, |m| &m.rejected_duplicate), 0);
 
     // Broker restart on the same port: reconnect, resubscribe, exactly once.
     let broker = broker.restart();

@@ -68,6 +68,8 @@ pub struct MqttMetrics {
     pub rejected_decode: AtomicU64,
     /// QoS 1 redeliveries of a packet already applied.
     pub rejected_duplicate: AtomicU64,
+    /// Bound points a decoded payload did not carry (or carried as `null`).
+    pub missing_points: AtomicU64,
     /// Connections after the first.
     pub reconnects: AtomicU64,
     /// Connection errors.
@@ -77,6 +79,57 @@ pub struct MqttMetrics {
 impl MqttMetrics {
     fn bump(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a message, or part of one, was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RejectKind {
+    UnknownTopic,
+    UnboundTopic,
+    UnboundPoint,
+    Decode,
+    Duplicate,
+}
+
+/// One rejected message or point: emits the log record and bumps the
+/// counter together.
+struct Rejected<'a> {
+    source: &'a str,
+    topic: &'a str,
+    kind: RejectKind,
+    detail: &'a dyn fmt::Display,
+}
+
+impl Rejected<'_> {
+    fn emit(self, m: &MqttMetrics) {
+        let (counter, what) = match self.kind {
+            RejectKind::UnknownTopic => (&m.rejected_unknown_topic, "no subscription matches"),
+            RejectKind::UnboundTopic => (&m.rejected_unbound_topic, "no point is bound"),
+            RejectKind::UnboundPoint => (&m.rejected_unbound_point, "point not bound"),
+            RejectKind::Decode => (&m.rejected_decode, "payload rejected"),
+            RejectKind::Duplicate => (&m.rejected_duplicate, "redelivery already applied"),
+        };
+        MqttMetrics::bump(counter, 1);
+        match self.kind {
+            RejectKind::UnknownTopic | RejectKind::Decode => tracing::warn!(
+                source = self.source,
+                topic = self.topic,
+                "mqtt message rejected, {what}: {}",
+                self.detail
+            ),
+            _ => tracing::debug!(
+                source = self.source,
+                topic = self.topic,
+                "mqtt message rejected, {what}: {}",
+                self.detail
+            ),
+        }
     }
 }
 
@@ -299,15 +352,7 @@ impl MqttSource {
         let capacity = self.config.config.subscriptions.len() * 2 + 16;
         let (client, mut eventloop): (AsyncClient, EventLoop) =
             AsyncClient::new(self.options(), capacity);
-        let mut run = Running {
-            source: *self,
-            sink,
-            client,
-            seq: 0,
-            pkids: RecentPkids::default(),
-            pending_subacks: 0,
-            connections: 0,
-        };
+        let mut run = Running::new(*self, sink, client);
         let mut backoff = BACKOFF_MIN;
         loop {
             if *shutdown.borrow() {
@@ -348,6 +393,18 @@ impl MqttSource {
 }
 
 impl Running {
+    fn new(source: MqttSource, sink: Arc<dyn SampleSink>, client: AsyncClient) -> Self {
+        Self {
+            source,
+            sink,
+            client,
+            seq: 0,
+            pkids: RecentPkids::default(),
+            pending_subacks: 0,
+            connections: 0,
+        }
+    }
+
     fn incoming(&mut self, packet: Packet) -> Result<(), SourceError> {
         match packet {
             Packet::ConnAck(_) => self.connected(),
@@ -402,9 +459,20 @@ impl Running {
         let m = &src.metrics;
         MqttMetrics::bump(&m.messages, 1);
         let topic = publish.topic.as_str();
+        let reject = |kind, detail: &dyn fmt::Display| {
+            Rejected {
+                source: &src.name,
+                topic,
+                kind,
+                detail,
+            }
+            .emit(m)
+        };
         if publish.qos == QoS::AtLeastOnce && !self.pkids.insert(publish.pkid) && publish.dup {
-            MqttMetrics::bump(&m.rejected_duplicate, 1);
-            tracing::debug!(source = %src.name, topic, pkid = publish.pkid, "mqtt redelivery already applied");
+            reject(
+                RejectKind::Duplicate,
+                &format_args!("packet id {}", publish.pkid),
+            );
             return Ok(());
         }
         let Some(binding) = src.bindings.get(topic) else {
@@ -414,11 +482,12 @@ impl Running {
                 .iter()
                 .any(|t| t.match_topic(topic).is_some())
             {
-                MqttMetrics::bump(&m.rejected_unbound_topic, 1);
-                tracing::debug!(source = %src.name, topic, "mqtt message on a topic no point is bound to");
+                reject(RejectKind::UnboundTopic, &"no binding names this topic");
             } else {
-                MqttMetrics::bump(&m.rejected_unknown_topic, 1);
-                tracing::warn!(source = %src.name, topic, "mqtt message on a topic no subscription matches");
+                reject(
+                    RejectKind::UnknownTopic,
+                    &"no subscription template matches",
+                );
             }
             return Ok(());
         };
@@ -437,16 +506,21 @@ impl Running {
         let decoded = match decoded {
             Ok(d) => d,
             Err(e) => {
-                MqttMetrics::bump(&m.rejected_decode, 1);
-                tracing::warn!(source = %src.name, topic, "mqtt payload rejected: {e}");
+                reject(RejectKind::Decode, &e);
                 return Ok(());
             }
         };
+        let missing = decoded
+            .missing
+            .iter()
+            .filter(|p| binding.points.contains_key(*p))
+            .count();
+        MqttMetrics::bump(&m.missing_points, missing as u64);
         let arrival = src.clock.now();
         let mut batch = Vec::with_capacity(decoded.points.len());
         for (point, value, ts) in decoded.points {
             let Some(&id) = binding.points.get(&point) else {
-                MqttMetrics::bump(&m.rejected_unbound_point, 1);
+                reject(RejectKind::UnboundPoint, &format_args!("point `{point}`"));
                 continue;
             };
             self.seq += 1;
@@ -472,7 +546,163 @@ impl Running {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use twins::{Timestamp, TwinPath, Value, ValueType};
+
     use super::*;
+    use crate::SinkClosed;
+    use crate::mqtt::MqttConfig;
+
+    fn source() -> MqttSource {
+        let config: MqttConfig = toml::from_str(
+            r#"
+            host = "127.0.0.1"
+            client_id = "unit"
+            [[subscriptions]]
+            topic = "plant/{site}/{device}/telemetry"
+            qos = 1
+            payload = { format = "json", points = { temp = "/t", flow = "/f" } }
+            [[subscriptions]]
+            topic = "plant/{site}/{device}/level"
+            payload = { format = "number" }
+            [[subscriptions]]
+            topic = "spBv1.0/{group}/+/{node}"
+            payload = { format = "sparkplug_b" }
+            "#,
+        )
+        .unwrap();
+        MqttSource::new(
+            "mqtt",
+            config.validate().unwrap(),
+            Clock::manual(Timestamp::from_millis(1000)),
+        )
+    }
+
+    fn spec(address: &str) -> PointSpec {
+        PointSpec {
+            twin: TwinPath::parse("plant/s1/p1").unwrap(),
+            prop: "p".to_owned(),
+            class: "Pump".to_owned(),
+            sim: None,
+            address: address.to_owned(),
+            ty: ValueType::F64,
+            unit: None,
+            range: None,
+            period: None,
+            states: Vec::new(),
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct VecSink(Mutex<Vec<Sample>>);
+
+    impl SampleSink for VecSink {
+        fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
+            self.0.lock().unwrap().extend(samples);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bind_reports_every_bad_address() {
+        let mut s = source();
+        let errors = s
+            .bind(vec![
+                spec("plant/s1/p1/telemetry#temp"),
+                spec("plant/s1/p1/telemetry"),
+                spec("plant/+/p1/telemetry#temp"),
+                spec("other/s1/p1#temp"),
+                spec("plant/s1/p1/telemetry#pressure"),
+                spec("plant/s1/p1/level#temp"),
+                spec("spBv1.0/g/NDATA/n#temp"),
+                spec("plant/s1/p1/telemetry#temp"),
+            ])
+            .unwrap_err();
+        let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(messages.len(), 7, "{messages:#?}");
+        assert!(messages[0].contains("no `#`"));
+        assert!(messages[1].contains("concrete topic"));
+        assert!(messages[2].contains("topic `other/s1/p1`"));
+        assert!(messages[3].contains("point `pressure`"));
+        assert!(messages[4].contains("point `temp`"));
+        assert!(messages[5].contains("sparkplug_b"));
+        assert!(messages[6].contains("bound twice"));
+    }
+
+    #[test]
+    fn publishes_apply_once_and_strangers_are_counted() {
+        let mut s = source();
+        s.bind(vec![
+            spec("plant/s1/p1/telemetry#temp"),
+            spec("plant/s1/p1/level#value"),
+        ])
+        .unwrap();
+        let metrics = s.metrics();
+        let (client, _eventloop) = AsyncClient::new(s.options(), 16);
+        let sink = Arc::new(VecSink::default());
+        let mut run = Running::new(s, sink.clone(), client);
+        run.incoming(Packet::ConnAck(rumqttc::ConnAck::new(
+            rumqttc::ConnectReturnCode::Success,
+            false,
+        )))
+        .unwrap();
+        let mut p = Publish::new(
+            "plant/s1/p1/telemetry",
+            QoS::AtLeastOnce,
+            r#"{"t": 2, "f": 3}"#,
+        );
+        p.pkid = 7;
+        run.incoming(Packet::Publish(p.clone())).unwrap();
+        p.dup = true;
+        run.incoming(Packet::Publish(p.clone())).unwrap();
+        // The broker may reuse an id once acknowledged: not a redelivery.
+        p.dup = false;
+        run.incoming(Packet::Publish(p.clone())).unwrap();
+        run.incoming(Packet::Publish(Publish::new(
+            "elsewhere",
+            QoS::AtMostOnce,
+            "1",
+        )))
+        .unwrap();
+        run.incoming(Packet::Publish(Publish::new(
+            "plant/s1/p1/level",
+            QoS::AtMostOnce,
+            "not a number",
+        )))
+        .unwrap();
+        run.incoming(Packet::Publish(Publish::new(
+            "plant/s1/p1/telemetry",
+            QoS::AtMostOnce,
+            r#"{"f": 3}"#,
+        )))
+        .unwrap();
+        // A new connection forgets the ids: a redelivery of 7 applies again.
+        run.incoming(Packet::ConnAck(rumqttc::ConnAck::new(
+            rumqttc::ConnectReturnCode::Success,
+            false,
+        )))
+        .unwrap();
+        p.dup = true;
+        run.incoming(Packet::Publish(p)).unwrap();
+
+        let samples = sink.0.lock().unwrap();
+        assert_eq!(samples.len(), 3);
+        assert!(samples.iter().all(|x| x.point == PointId(0)
+            && x.value == Value::F64(2.0)
+            && x.quality == Quality::Good
+            && x.source_ts == Timestamp::from_millis(1000)));
+        assert_eq!(samples.iter().map(|x| x.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let get = MqttMetrics::get;
+        assert_eq!(get(&metrics.messages), 7);
+        assert_eq!(get(&metrics.samples), 3);
+        assert_eq!(get(&metrics.rejected_duplicate), 1);
+        assert_eq!(get(&metrics.rejected_unknown_topic), 1);
+        assert_eq!(get(&metrics.rejected_decode), 1);
+        assert_eq!(get(&metrics.rejected_unbound_point), 4);
+        assert_eq!(get(&metrics.missing_points), 1);
+        assert_eq!(get(&metrics.reconnects), 1);
+    }
 
     #[test]
     fn recent_pkids_are_bounded_and_forget_the_oldest() {
