@@ -23,6 +23,10 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "python test peers"
+# The Modbus adapter's interop test talks to a real pymodbus server.
+python3 -c "import pymodbus" 2>/dev/null || python3 -m pip install 'pymodbus==3.16.1'
+
 step "tests"
 # Release-mode tests: the crash and recovery tests drive real node processes.
 cargo test --workspace --locked --release
