@@ -509,6 +509,74 @@ mod tests {
         assert!(b.delay() < BACKOFF_START.mul_f64(1.2));
     }
 
+    fn endpoint() -> EndpointConfig {
+        EndpointConfig {
+            name: "plc".into(),
+            host: "127.0.0.1".into(),
+            port: 502,
+            unit_id: 1,
+            timeout: Duration::from_secs(1),
+            poll_groups: vec![super::super::PollGroup {
+                name: "fast".into(),
+                interval: Duration::from_millis(100),
+            }],
+            max_block_registers: 125,
+            max_gap: 0,
+        }
+    }
+
+    fn spec(address: &str) -> PointSpec {
+        PointSpec {
+            twin: twins::TwinPath::parse("site/plc").unwrap(),
+            prop: "p".into(),
+            class: "Plc".into(),
+            sim: None,
+            address: address.into(),
+            ty: twins::ValueType::F64,
+            unit: None,
+            range: None,
+            period: None,
+            states: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bind_reports_every_bad_address_and_plans_the_good_ones() {
+        let mut source = ModbusSource::new("modbus", endpoint(), Clock::system());
+        let errors = source
+            .bind(vec![
+                spec("holding:0:f32"),
+                spec("holding:x"),
+                spec("coil:1:u16"),
+                spec("holding:2;group=slow"),
+            ])
+            .unwrap_err();
+        let addresses: Vec<&str> = errors.iter().map(|e| e.address.as_str()).collect();
+        assert_eq!(
+            addresses,
+            ["holding:x", "coil:1:u16", "holding:2;group=slow"]
+        );
+        assert!(
+            errors[2]
+                .to_string()
+                .contains("endpoint `plc` has no poll group `slow`")
+        );
+
+        source
+            .bind(vec![
+                spec("holding:0:f32"),
+                spec("holding:2"),
+                spec("coil:1"),
+            ])
+            .unwrap();
+        let reads: Vec<(Table, u16, u16)> = source
+            .reads
+            .iter()
+            .map(|r| (r.table, r.start, r.count))
+            .collect();
+        assert_eq!(reads, [(Table::Holding, 0, 3), (Table::Coil, 1, 1)]);
+    }
+
     #[test]
     fn exceptions_map_to_documented_reasons() {
         use ExceptionCode::*;
