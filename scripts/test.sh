@@ -26,8 +26,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! { command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/dev/null 2>&1; } \
   || ! command -v mosquitto_pub >/dev/null 2>&1; then
   step "installing mosquitto and mosquitto-clients (MQTT interop tests)"
-  apt-get update && apt-get install -y mosquitto mosquitto-clients
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients
 fi
+
+step "python test peers"
+# The Modbus adapter's interop test talks to a real pymodbus server.
+python3 -c "import pymodbus" 2>/dev/null || python3 -m pip install 'pymodbus==3.16.1'
 
 step "tests"
 # Release-mode tests: the crash and recovery tests drive real node processes.

@@ -1,6 +1,6 @@
 //! The sans-IO core of the Modbus TCP adapter: endpoint configuration,
 //! point addresses, register decoding and read planning. Nothing here opens
-//! a socket; the poller actor (next) calls these functions.
+//! a socket; [`poller`] ([`ModbusSource`]) calls these functions.
 //!
 //! - [`config`]: the serde layer of `[source.NAME]` for Modbus endpoints.
 //! - [`address`]: [`PointAddress::parse`], the grammar below.
@@ -53,8 +53,10 @@ pub mod address;
 pub mod config;
 pub mod decode;
 pub mod plan;
+pub mod poller;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
 pub use config::{ConfigError, EndpointConfig, ModbusConfig, PollGroup};
 pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
 pub use plan::{BlockRead, PlanLimits, PlanPoint, Served, plan_reads};
+pub use poller::{ModbusMetrics, ModbusMetricsSnapshot, ModbusSource, exception_quality};
