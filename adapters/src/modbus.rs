@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: the serde layer of `[source.NAME]` for Modbus endpoints.
 //! - [`address`]: [`PointAddress::parse`], the grammar below.
-//! - [`decode`]: registers to values and back, in any word/byte order.
+//! - [`decode`](mod@decode): registers to values and back, in any word/byte order.
 //! - [`plan`]: points to block reads of at most 125 registers (2000 bits).
 //!
 //! # Point address grammar
