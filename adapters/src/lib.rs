@@ -9,8 +9,11 @@
 
 pub mod modbus;
 pub mod mqtt;
+pub mod registry;
 mod source;
 
+pub use registry::{ConfigIssue, KeySeg, Registry, SourceEnv, SourceFactory};
 pub use source::{
-    BindError, PointSpec, SampleSink, SampleSource, SinkClosed, SourceError, SourceFuture,
+    BindError, PointSpec, PointWriter, SampleSink, SampleSource, SinkClosed, SourceError,
+    SourceFuture, SourceStats, Stat, StatKind, WriteError, WriteFuture,
 };

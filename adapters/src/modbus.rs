@@ -52,11 +52,13 @@
 pub mod address;
 pub mod config;
 pub mod decode;
+pub mod factory;
 pub mod plan;
 pub mod poller;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
 pub use config::{ConfigError, EndpointConfig, ModbusConfig, PollGroup};
 pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
+pub use factory::Factory;
 pub use plan::{BlockRead, PlanLimits, PlanPoint, Served, plan_reads};
 pub use poller::{ModbusMetrics, ModbusMetricsSnapshot, ModbusSource, exception_quality};

@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod config;
+pub mod factory;
 pub mod payload;
 pub mod sparkplug;
 pub mod topic;
@@ -30,6 +31,7 @@ pub use client::{MqttMetrics, MqttSource, MqttStatus};
 pub use config::{
     ConfigError, MqttConfig, Northbound, PayloadFormat, Qos, Subscription, ValidConfig,
 };
+pub use factory::Factory;
 pub use payload::{
     DEFAULT_MAX_PAYLOAD, Decoded, PayloadError, VALUE_POINT, decode_json, decode_number,
 };

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use twins::{Sample, Timestamp, TwinPath, ValueType};
+use twins::{PointId, Sample, Timestamp, TwinPath, Value, ValueType};
 
 /// One point a source is asked to deliver, in the order the source receives
 /// them: the point's [`twins::PointId`] is its index in that list.
@@ -85,4 +85,70 @@ pub trait SampleSource: Send + fmt::Debug {
         sink: Arc<dyn SampleSink>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> SourceFuture;
+
+    /// The source's counters and gauges; asked before [`SampleSource::run`],
+    /// they keep counting while it runs.
+    fn stats(&self) -> Option<Arc<dyn SourceStats>> {
+        None
+    }
+
+    /// Writes to the source's writable points (setpoints), if it has any;
+    /// asked after [`SampleSource::bind`], before [`SampleSource::run`].
+    fn writer(&self) -> Option<Arc<dyn PointWriter>> {
+        None
+    }
+}
+
+/// Whether a [`Stat`] only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    Counter,
+    Gauge,
+}
+
+/// One counter or gauge of a source, labelled (per endpoint, per broker).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stat {
+    /// Metric name without the node prefix, `snake_case` (`modbus_polls`).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: StatKind,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// Reads a source's counters while it runs.
+pub trait SourceStats: Send + Sync + fmt::Debug {
+    fn stats(&self) -> Vec<Stat>;
+}
+
+/// Why a write to a point did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// The point is not on the source's allow-list of writable points.
+    #[error("point {0:?} is not writable: only points marked writable accept writes")]
+    NotWritable(PointId),
+    /// The value does not fit the point (type, range, encoding).
+    #[error("cannot write {value} to point {point:?}: {message}")]
+    Invalid {
+        point: PointId,
+        value: String,
+        message: String,
+    },
+    /// The device refused or could not be reached.
+    #[error("write to point {point:?} failed: {message}")]
+    Failed { point: PointId, message: String },
+    /// The source is not running.
+    #[error("the source is not running")]
+    Stopped,
+}
+
+/// A future a write resolves to.
+pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
+
+/// Writes setpoints through a running source.
+pub trait PointWriter: Send + Sync + fmt::Debug {
+    /// Writes `value` to `point` (its index in the bound list) and resolves
+    /// when the device confirmed it.
+    fn write(&self, point: PointId, value: Value) -> WriteFuture<'_>;
 }

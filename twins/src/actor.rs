@@ -1,11 +1,13 @@
 //! The twin actor and what twins of a node share.
 
 mod context;
+mod feed;
 mod plan;
 mod scheduler;
 mod twin;
 
-pub use context::{Faults, RootObserver, TwinContext, TwinMetrics};
+pub use context::{EdgeHost, Faults, RootObserver, TwinContext, TwinMetrics};
+pub use feed::{ChangeFeed, TwinChange};
 pub use plan::{Plan, Source};
 pub use scheduler::Scheduler;
 pub use twin::{

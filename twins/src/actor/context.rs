@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +14,9 @@ use crate::rollup::AlarmCounts;
 use crate::store::{Store, StoreWriter};
 use crate::time::{Clock, Timestamp};
 
-use ractor::ActorRef;
+use ractor::{ActorCell, ActorRef, SpawnErr};
 
+use super::feed::ChangeFeed;
 use super::plan::Plan;
 use super::scheduler::Scheduler;
 use super::twin::TwinMsg;
@@ -24,6 +27,26 @@ pub trait RootObserver: Send + Sync + fmt::Debug {
     /// this update; `now - oldest_arrival` bounds the sample-to-HQ latency of
     /// every sample the update brings.
     fn on_root_update(&self, oldest_arrival: Timestamp, now: Timestamp, alarms: &AlarmCounts);
+}
+
+/// Spawns the edge adapters twins supervise. The runtime implements it; a
+/// twin asks for its adapters after its children have started and
+/// supervises them: an adapter that fails is restarted after a capped,
+/// growing delay and never escalates (restarting the plant twin would not
+/// mend a broken adapter, and would interrupt every twin below it).
+pub trait EdgeHost: Send + Sync + fmt::Debug {
+    /// The adapters twin `twin` (index in `model.twins`) supervises, as
+    /// indices this host understands. Empty for most twins.
+    fn adapters_of(&self, twin: usize) -> &[u32];
+
+    /// Spawns adapter `adapter` linked to `supervisor`. `restart` is why the
+    /// previous instance stopped, `None` on the first start.
+    fn spawn_adapter(
+        &self,
+        adapter: u32,
+        supervisor: ActorCell,
+        restart: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send + '_>>;
 }
 
 /// Node-wide counters of the twin layer (read by `/metrics` and the terminal summary).
@@ -40,6 +63,8 @@ pub struct TwinMetrics {
     pub alarm_transitions: AtomicU64,
     /// Write-behind operations that could not be queued (store shutting down).
     pub writes_dropped: AtomicU64,
+    /// Edge adapters restarted after a failure.
+    pub adapter_restarts: AtomicU64,
 }
 
 impl TwinMetrics {
@@ -68,6 +93,10 @@ pub struct TwinContext {
     pub persist_history: bool,
     /// Test and chaos-drill hook: twins listed here panic on every message.
     pub faults: Option<Arc<Faults>>,
+    /// Where twins announce their changes; `None`: nobody listens.
+    pub changes: Option<ChangeFeed>,
+    /// Spawns the edge adapters of the twins that own some.
+    pub edge: Option<Arc<dyn EdgeHost>>,
     plans: Mutex<HashMap<(usize, usize), Arc<Plan>>>,
     /// Names of every class, its properties and alarms, shared with store records.
     names: Vec<ClassNames>,
@@ -152,10 +181,24 @@ impl TwinContext {
             root_observer: None,
             persist_history: true,
             faults: None,
+            changes: None,
+            edge: None,
             plans: Mutex::new(HashMap::new()),
             names,
             refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
         }
+    }
+
+    /// Twins announce every change on `feed`.
+    pub fn with_changes(mut self, feed: ChangeFeed) -> Self {
+        self.changes = Some(feed);
+        self
+    }
+
+    /// Twins spawn and supervise the adapters `edge` gives them.
+    pub fn with_edge(mut self, edge: Arc<dyn EdgeHost>) -> Self {
+        self.edge = Some(edge);
+        self
     }
 
     pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {

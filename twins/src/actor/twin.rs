@@ -30,6 +30,7 @@ use crate::time::Timestamp;
 use crate::value::{Value, ValueType};
 
 use super::context::{TwinContext, inc};
+use super::feed::TwinChange;
 use super::plan::Plan;
 
 /// A batch of samples for one twin (sources batch at the edge).
@@ -87,6 +88,9 @@ pub enum TwinMsg {
         who: String,
         reply: RpcReplyPort<Result<(), TwinError>>,
     },
+    /// Start edge adapter `n` (index among this twin's adapters) again,
+    /// after the delay that followed its failure.
+    RestartAdapter(u32),
 }
 
 /// A child's contribution as it travels to its parent.
@@ -196,9 +200,30 @@ struct Child {
     suppressible: bool,
 }
 
+/// An edge adapter this twin supervises.
+#[derive(Debug)]
+struct AdapterChild {
+    /// The adapter's index for the [`EdgeHost`].
+    index: u32,
+    actor: Option<ActorId>,
+    /// Failures in a row (reset when an instance ran for a while).
+    failures: u32,
+    started: Timestamp,
+    /// Why the last instance stopped, handed to the next one.
+    last_error: Option<String>,
+}
+
+/// First delay before restarting a failed adapter; doubles per failure in a row.
+const ADAPTER_RESTART_MIN: Duration = Duration::from_secs(1);
+/// Longest delay before restarting a failed adapter.
+const ADAPTER_RESTART_MAX: Duration = Duration::from_secs(30);
+/// An adapter that ran this long before failing starts over at the first delay.
+const ADAPTER_HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 struct Container {
     children: Vec<Child>,
+    adapters: Vec<AdapterChild>,
     rollups: RollupSet,
     dirty: bool,
     flush_scheduled: bool,
@@ -235,6 +260,8 @@ pub struct TwinState {
     parent_slots: Option<Arc<[Slot]>>,
     /// Writes produced while handling the current message.
     pending: Vec<WriteOp>,
+    /// Whether the current message changed the twin's state (for the change feed).
+    changed: bool,
 }
 
 /// Journal sequence numbers are `state seq × EVENTS_PER_SEQ + n`.
@@ -274,6 +301,10 @@ impl Actor for TwinActor {
             let children: Vec<usize> = state.ctx.model.twins[state.def].children.clone();
             for (i, child) in children.into_iter().enumerate() {
                 state.spawn_child(&myself, i, child, None).await?;
+            }
+            let adapters = state.container.as_ref().map_or(0, |c| c.adapters.len());
+            for n in 0..adapters {
+                state.spawn_adapter(&myself, n).await;
             }
         }
         // Report in: the parent replaces whatever it held for this child.
@@ -318,6 +349,7 @@ impl Actor for TwinActor {
                 state.maybe_publish(&myself);
             }
             TwinMsg::ParentState(slots) => state.on_parent_state(slots),
+            TwinMsg::RestartAdapter(n) => state.spawn_adapter(&myself, n as usize).await,
             TwinMsg::Get(reply) => {
                 let _ = reply.send(state.view());
             }
@@ -344,6 +376,15 @@ impl Actor for TwinActor {
         // Never ractor's default (stop the supervisor when a child exits):
         // apply this twin's restart policy instead.
         match event {
+            SupervisionEvent::ActorFailed(cell, err) if state.is_adapter(cell.get_id()) => {
+                state.on_adapter_stopped(&myself, cell.get_id(), Some(err.to_string()));
+                Ok(())
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) if state.is_adapter(cell.get_id()) => {
+                // Stopped on purpose (node shutdown): not restarted.
+                state.on_adapter_stopped(&myself, cell.get_id(), None);
+                Ok(())
+            }
             SupervisionEvent::ActorFailed(cell, err) => {
                 // Boxed: restarting spawns a child, a large future that would
                 // otherwise be part of every twin's task allocation.
@@ -402,35 +443,51 @@ impl TwinState {
                 a.deadband = o.deadband.unwrap_or(a.deadband);
             }
         }
-        let container = if tdef.children.is_empty() && class.rollups.is_empty() {
-            None
-        } else {
-            let settings = &model.settings;
-            let children = tdef
-                .children
-                .iter()
-                .map(|&c| Child {
-                    def: c as u32,
-                    actor: None,
-                    wake: Timestamp::MAX,
-                    restarts: VecDeque::new(),
-                    suppressible: model.twins[c].suppression.is_some(),
-                })
-                .collect::<Vec<_>>();
-            let funcs: Vec<_> = class.rollups.iter().map(|r| r.func).collect();
-            Some(Box::new(Container {
-                any_suppressible: children.iter().any(|c| c.suppressible),
-                rollups: RollupSet::new(&funcs, children.len()),
-                children,
-                dirty: false,
-                flush_scheduled: false,
-                last_publish: None,
-                interval: settings.publish_interval.get(class.tier),
-                oldest_arrival: Timestamp::MAX,
-                policy: settings.supervision.get(class.tier),
-                last_history: Timestamp::ZERO,
-            }))
-        };
+        let adapters: Vec<AdapterChild> = ctx
+            .edge
+            .as_ref()
+            .map(|e| e.adapters_of(def))
+            .unwrap_or_default()
+            .iter()
+            .map(|&index| AdapterChild {
+                index,
+                actor: None,
+                failures: 0,
+                started: Timestamp::ZERO,
+                last_error: None,
+            })
+            .collect();
+        let container =
+            if tdef.children.is_empty() && class.rollups.is_empty() && adapters.is_empty() {
+                None
+            } else {
+                let settings = &model.settings;
+                let children = tdef
+                    .children
+                    .iter()
+                    .map(|&c| Child {
+                        def: c as u32,
+                        actor: None,
+                        wake: Timestamp::MAX,
+                        restarts: VecDeque::new(),
+                        suppressible: model.twins[c].suppression.is_some(),
+                    })
+                    .collect::<Vec<_>>();
+                let funcs: Vec<_> = class.rollups.iter().map(|r| r.func).collect();
+                Some(Box::new(Container {
+                    any_suppressible: children.iter().any(|c| c.suppressible),
+                    rollups: RollupSet::new(&funcs, children.len()),
+                    children,
+                    adapters,
+                    dirty: false,
+                    flush_scheduled: false,
+                    last_publish: None,
+                    interval: settings.publish_interval.get(class.tier),
+                    oldest_arrival: Timestamp::MAX,
+                    policy: settings.supervision.get(class.tier),
+                    last_history: Timestamp::ZERO,
+                }))
+            };
         let path = tdef.path.clone();
         let mut state = Self {
             id: path.id(),
@@ -445,6 +502,7 @@ impl TwinState {
             container,
             parent_slots: None,
             pending: Vec::new(),
+            changed: false,
             class,
             def_class: tdef.class,
             def,
@@ -639,6 +697,15 @@ impl TwinState {
 
     fn record_transition(&mut self, alarm: usize, t: Transition) {
         inc(&self.ctx.metrics.alarm_transitions, 1);
+        if let Some(feed) = &self.ctx.changes
+            && feed.has_subscribers()
+        {
+            feed.send(TwinChange::Alarm {
+                twin: self.def as u32,
+                alarm: alarm as u16,
+                transition: t,
+            });
+        }
         let name = self.class.alarms[alarm].name.clone();
         tracing::debug!(twin = %self.path, alarm = %name, from = ?t.from, to = ?t.to, "alarm transition");
         self.journal(Event::Alarm {
@@ -973,6 +1040,83 @@ impl TwinState {
         Ok(())
     }
 
+    // ----- edge adapters -----
+
+    fn is_adapter(&self, id: ActorId) -> bool {
+        self.container
+            .as_ref()
+            .is_some_and(|c| c.adapters.iter().any(|a| a.actor == Some(id)))
+    }
+
+    /// Starts adapter `n`; a failure to start counts as a failure of the adapter.
+    async fn spawn_adapter(&mut self, myself: &ActorRef<TwinMsg>, n: usize) {
+        let Some(edge) = self.ctx.edge.clone() else {
+            return;
+        };
+        let now = self.ctx.clock.now();
+        let Some(a) = self.container.as_mut().and_then(|c| c.adapters.get_mut(n)) else {
+            return;
+        };
+        if a.actor.is_some() {
+            return;
+        }
+        let (index, reason) = (a.index, a.last_error.take());
+        match edge.spawn_adapter(index, myself.get_cell(), reason).await {
+            Ok(cell) => {
+                a.actor = Some(cell.get_id());
+                a.started = now;
+            }
+            Err(e) => {
+                a.started = now;
+                let error = format!("failed to start: {e}");
+                self.schedule_adapter_restart(myself, n, error);
+            }
+        }
+    }
+
+    /// Adapter actor `id` stopped: restarted after a delay if it failed.
+    fn on_adapter_stopped(
+        &mut self,
+        myself: &ActorRef<TwinMsg>,
+        id: ActorId,
+        error: Option<String>,
+    ) {
+        let Some(n) = self
+            .container
+            .as_ref()
+            .and_then(|c| c.adapters.iter().position(|a| a.actor == Some(id)))
+        else {
+            return;
+        };
+        if let Some(a) = self.container.as_mut().map(|c| &mut c.adapters[n]) {
+            a.actor = None;
+        }
+        if let Some(error) = error {
+            self.schedule_adapter_restart(myself, n, error);
+        }
+    }
+
+    fn schedule_adapter_restart(&mut self, myself: &ActorRef<TwinMsg>, n: usize, error: String) {
+        let now = self.ctx.clock.now();
+        let Some(a) = self.container.as_mut().map(|c| &mut c.adapters[n]) else {
+            return;
+        };
+        if now.since(a.started) >= ADAPTER_HEALTHY_AFTER {
+            a.failures = 0;
+        }
+        let delay = ADAPTER_RESTART_MIN
+            .saturating_mul(1u32 << a.failures.min(5))
+            .min(ADAPTER_RESTART_MAX);
+        a.failures = a.failures.saturating_add(1);
+        tracing::warn!(
+            twin = %self.path, adapter = a.index, %error, failures = a.failures, ?delay,
+            "edge adapter failed; restarting after a delay"
+        );
+        a.last_error = Some(error);
+        inc(&self.ctx.metrics.adapter_restarts, 1);
+        let _ = myself.send_after(delay, move || TwinMsg::RestartAdapter(n as u32));
+    }
+
     fn child_index(&self, id: ActorId) -> Option<usize> {
         self.container
             .as_ref()?
@@ -1118,6 +1262,7 @@ impl TwinState {
     }
 
     fn persist_state(&mut self) {
+        self.changed = true;
         if self.ctx.writer.is_some() {
             let record = self.record();
             self.write(WriteOp::State(self.id, record));
@@ -1176,6 +1321,16 @@ impl TwinState {
     /// twin waits for room rather than lose data: that wait is the
     /// back-pressure that reaches the sources.
     async fn flush_writes(&mut self) {
+        if std::mem::take(&mut self.changed)
+            && let Some(feed) = &self.ctx.changes
+            && feed.has_subscribers()
+        {
+            feed.send(TwinChange::State {
+                twin: self.def as u32,
+                seq: self.seq,
+                slots: self.slots.clone().into(),
+            });
+        }
         let Some(writer) = &self.ctx.writer else {
             return;
         };
