@@ -1114,7 +1114,8 @@ impl TwinState {
         );
         a.last_error = Some(error);
         inc(&self.ctx.metrics.adapter_restarts, 1);
-        let _ = myself.send_after(delay, move || TwinMsg::RestartAdapter(n as u32));
+        // Detached: the timer task sends the restart even if nobody awaits it.
+        drop(myself.send_after(delay, move || TwinMsg::RestartAdapter(n as u32)));
     }
 
     fn child_index(&self, id: ActorId) -> Option<usize> {

@@ -648,7 +648,9 @@ fn read_source(
         sink.error_hint(
             &loc(file, name),
             format!("missing field `kind` in {what}"),
-            Some("set `kind` to the adapter that reads the source, like `kind = \"modbus\"`".into()),
+            Some(
+                "set `kind` to the adapter that reads the source, like `kind = \"modbus\"`".into(),
+            ),
         );
         return None;
     };

@@ -205,7 +205,11 @@ pub(crate) fn build(sink: &mut Sink<'_>, files: &[RawFile], classes: &Classes) -
             config: s.config.clone(),
             at: sink.span(&s.at),
             kind_at: sink.span(&loc(s.at.file, &s.kind)),
-            keys: s.keys.iter().map(|(k, at)| (k.clone(), sink.span(at))).collect(),
+            keys: s
+                .keys
+                .iter()
+                .map(|(k, at)| (k.clone(), sink.span(at)))
+                .collect(),
         });
     }
     let source_names: Vec<&str> = tf.sources.iter().map(|s| s.name.as_str()).collect();
