@@ -67,13 +67,19 @@ fn every_configuration_example_builds() {
                 .unwrap_or_else(|| panic!("unknown source kind `{kind}` in the guide"));
             if let Err(issues) = factory.build(&name, &table, &env) {
                 let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
-                panic!("example source `{name}` does not build:\n{}", text.join("\n"));
+                panic!(
+                    "example source `{name}` does not build:\n{}",
+                    text.join("\n")
+                );
             }
             kinds.push(kind);
         }
     }
     for kind in ["modbus", "mqtt"] {
-        assert!(kinds.iter().any(|k| k == kind), "the guide has a `{kind}` example");
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "the guide has a `{kind}` example"
+        );
     }
 }
 
