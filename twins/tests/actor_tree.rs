@@ -654,9 +654,7 @@ async fn changes_and_alarm_transitions_are_announced_on_the_change_feed() {
             .expect("feed open");
         match &*change {
             TwinChange::State { twin, slots, .. } if *twin as usize == s1 => {
-                if slots[value].value == Value::F64(150.0) {
-                    state = true;
-                }
+                state |= slots[value].value == Value::F64(150.0);
             }
             TwinChange::Alarm {
                 twin,
@@ -671,9 +669,7 @@ async fn changes_and_alarm_transitions_are_announced_on_the_change_feed() {
                 let power = model.classes[model.twins[line].class]
                     .prop_index("power")
                     .expect("power") as usize;
-                if slots[power].value == Value::F64(150.0) {
-                    rolled_up = true;
-                }
+                rolled_up |= slots[power].value == Value::F64(150.0);
             }
             _ => {}
         }
