@@ -28,20 +28,9 @@ impl SourceFactory for Factory {
                 .map(|e| ConfigIssue::at(&issue_path(&config, e), e.to_string()))
                 .collect::<Vec<_>>()
         })?;
-        let mut endpoints = config.endpoints;
-        if endpoints.len() != 1 {
-            return Err(vec![ConfigIssue::at(
-                "endpoints",
-                format!(
-                    "{} endpoints: one source polls one endpoint; declare a source per endpoint",
-                    endpoints.len()
-                ),
-            )]);
-        }
-        let endpoint = endpoints.remove(0);
-        Ok(Box::new(ModbusSource::new(
+        Ok(Box::new(ModbusSource::with_endpoints(
             name,
-            endpoint,
+            config.endpoints,
             env.clock.clone(),
         )))
     }
