@@ -562,6 +562,15 @@ impl Poller {
                 .map(|g| g.2)
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if due <= Instant::now() {
+                // Behind schedule (a slow device or a tiny interval): poll
+                // without arming a timer, serving one queued write first.
+                if let Ok(request) = self.writes.try_recv() {
+                    self.write(request).await;
+                }
+                self.poll_due().await?;
+                continue;
+            }
             tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() {
@@ -569,23 +578,25 @@ impl Poller {
                     }
                 }
                 Some(request) = self.writes.recv() => self.write(request).await,
-                () = tokio::time::sleep_until(due) => {
-                    let now = Instant::now();
-                    for g in 0..self.groups.len() {
-                        if self.groups[g].2 <= now {
-                            let interval = self.groups[g].1;
-                            // Keep the schedule; skip missed ticks rather than burst.
-                            let mut next = self.groups[g].2 + interval;
-                            while next <= now {
-                                next += interval;
-                            }
-                            self.groups[g].2 = next;
-                            self.poll_group(g).await?;
-                        }
-                    }
-                }
+                () = tokio::time::sleep_until(due) => self.poll_due().await?,
             }
         }
+    }
+
+    /// Polls every group that is due, and schedules its next poll.
+    async fn poll_due(&mut self) -> Result<(), SourceError> {
+        let now = Instant::now();
+        for g in 0..self.groups.len() {
+            let (_, interval, due, _) = &mut self.groups[g];
+            if *due <= now {
+                // Keep the schedule; skip missed ticks rather than burst.
+                let behind = (now - *due).as_nanos() / interval.as_nanos().max(1);
+                let ticks = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+                *due += interval.saturating_mul(ticks);
+                self.poll_group(g).await?;
+            }
+        }
+        Ok(())
     }
 
     /// A sample of local point `index`, or `None` if its deadband holds it back.
