@@ -403,3 +403,91 @@ async fn one_source_polls_several_endpoints() {
         .expect("no panic")
         .expect("clean stop");
 }
+
+/// A point with a deadband holds back readings that moved less than it
+/// (here: a setpoint written within the deadband) and passes one that moved
+/// more; a constant point with a deadband is still re-delivered at its
+/// expected period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadband_holds_back_small_changes_but_keeps_a_heartbeat() {
+    require_pymodbus();
+    let (_server, port) = start_server(0).await;
+    let interval = Duration::from_millis(100);
+    let mut constant = harness::point("input:0:i16;deadband=5".into(), Duration::from_secs(1));
+    constant.prop = "constant".into();
+    let setpoint = harness::point(
+        "holding:302:u16;deadband=5;writable".into(),
+        Duration::from_secs(60),
+    );
+    let plain = harness::point("input:0:i16".into(), interval);
+    let mut source = ModbusSource::new(
+        "modbus",
+        harness::endpoint("plc", port, interval),
+        Clock::system(),
+    );
+    source
+        .bind(vec![plain, constant, setpoint])
+        .expect("every address binds");
+    let writer = source.writer().expect("a modbus source writes");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Box::new(source).run(Arc::new(ChannelSink(tx)), shutdown));
+
+    // Per point, the values delivered, until the plain point has `polls` more.
+    async fn collect(
+        rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>,
+        polls: usize,
+    ) -> [Vec<Value>; 3] {
+        let mut seen: [Vec<Value>; 3] = Default::default();
+        while seen[0].len() < polls {
+            let batch = timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the source delivers")
+                .expect("the source runs");
+            for s in batch {
+                seen[s.point.0 as usize].push(s.value);
+            }
+        }
+        seen
+    }
+    let first = collect(&mut rx, 25).await;
+    // The constant point: first reading, then once a second (its period):
+    // at 0, 1 and 2 s of the 2.4 s the 25 polls take (more if the machine
+    // is so loaded that polls slip; without the deadband it would be 25).
+    assert!(
+        (2..=8).contains(&first[1].len()),
+        "constant point delivered {} times in 25 polls: {:?}",
+        first[1].len(),
+        first[1]
+    );
+    assert_eq!(first[2], [Value::I64(0)], "the setpoint once, then silent");
+
+    writer
+        .write(PointId(2), Value::I64(3))
+        .await
+        .expect("written");
+    let small = collect(&mut rx, 5).await;
+    assert!(small[2].is_empty(), "3 is within 5 of 0: {:?}", small[2]);
+    writer
+        .write(PointId(2), Value::I64(20))
+        .await
+        .expect("written");
+    let mut delivered = Vec::new();
+    for _ in 0..50 {
+        if delivered.contains(&Value::I64(20)) {
+            break;
+        }
+        delivered.extend(collect(&mut rx, 1).await[2].iter().cloned());
+        assert!(
+            !delivered.contains(&Value::I64(3)),
+            "3 never delivered: {delivered:?}"
+        );
+    }
+    assert_eq!(delivered, [Value::I64(20)], "20 within 50 polls, once");
+    stop.send(true).expect("the source is running");
+    timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the source stops on shutdown")
+        .expect("no panic")
+        .expect("clean stop");
+}
