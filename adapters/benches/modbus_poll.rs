@@ -1,7 +1,7 @@
 //! Poll throughput of the Modbus adapter against bare tokio-modbus clients.
 //!
 //! ```text
-//! cargo bench -p adapters --bench modbus_poll -- [--endpoints 100] [--seconds 5] [--rounds 2]
+//! cargo bench -p adapters --bench modbus_poll -- [--endpoints 100] [--seconds 5] [--rounds 2] [--only adapter|bare]
 //! ```
 //!
 //! A child process (this binary re-executed with `--serve N`) runs N
@@ -263,6 +263,8 @@ async fn run_bare(ports: &[u16], seconds: f64) -> Measured {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut endpoints, mut seconds, mut rounds) = (100usize, 5.0f64, 2usize);
+    // `--only adapter` or `--only bare`: one side, for profiling.
+    let mut only = String::new();
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
         match flag.as_str() {
@@ -270,6 +272,7 @@ fn main() {
             "--endpoints" => endpoints = value().parse().expect("--endpoints N"),
             "--seconds" => seconds = value().parse().expect("--seconds S"),
             "--rounds" => rounds = value().parse().expect("--rounds N"),
+            "--only" => only = value(),
             // `cargo bench` passes `--bench`.
             _ => {}
         }
@@ -307,7 +310,16 @@ fn main() {
     );
     let (mut adapter, mut bare) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
+        if only == "adapter" {
+            let (a, _) = runtime.block_on(run_adapter(&ports, seconds));
+            println!("adapter: {:.0} reads/s", a.reads_per_s);
+            continue;
+        }
         let b = runtime.block_on(run_bare(&ports, seconds));
+        if only == "bare" {
+            println!("bare: {:.0} reads/s", b.reads_per_s);
+            continue;
+        }
         println!(
             "round {round} bare    : {:>9.0} reads/s  {:>6.2} us CPU/read",
             b.reads_per_s,

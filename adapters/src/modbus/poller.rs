@@ -466,8 +466,7 @@ struct Poller {
     metrics: Arc<ModbusMetrics>,
     sink: Arc<dyn SampleSink>,
     writes: mpsc::Receiver<WriteRequest>,
-    /// Per poll group: name, interval, next due time, indices of its reads.
-    groups: Vec<(String, Duration, Instant, Vec<usize>)>,
+    groups: Vec<Group>,
     ctx: Option<Context>,
     /// No connection attempt before this.
     next_connect: Instant,
@@ -478,6 +477,17 @@ struct Poller {
     filters: Vec<Deadband>,
     /// Whether any point has a deadband (else the filter is skipped).
     filtering: bool,
+}
+
+/// The schedule of one poll group of an endpoint.
+struct Group {
+    interval: Duration,
+    /// When the group is polled next.
+    due: Instant,
+    /// Indices of the group's reads.
+    reads: Vec<usize>,
+    /// Points the reads serve (the capacity of a batch).
+    points: usize,
 }
 
 /// Why a request failed below the Modbus layer.
@@ -501,10 +511,15 @@ impl Poller {
             .poll_groups
             .iter()
             .map(|g| {
-                let reads = (0..plan.reads.len())
+                let reads: Vec<usize> = (0..plan.reads.len())
                     .filter(|&r| plan.reads[r].group == g.name)
                     .collect();
-                (g.name.clone(), g.interval, now, reads)
+                Group {
+                    interval: g.interval,
+                    due: now,
+                    points: reads.iter().map(|&r| plan.reads[r].points.len()).sum(),
+                    reads,
+                }
             })
             .collect();
         let seed = source
@@ -559,7 +574,7 @@ impl Poller {
             let due = self
                 .groups
                 .iter()
-                .map(|g| g.2)
+                .map(|g| g.due)
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             if due <= Instant::now() {
@@ -569,6 +584,9 @@ impl Poller {
                     self.write(request).await;
                 }
                 self.poll_due().await?;
+                // A poll of a disconnected endpoint awaits nothing: without
+                // this a tiny interval would never yield to other tasks.
+                tokio::task::consume_budget().await;
                 continue;
             }
             tokio::select! {
@@ -587,12 +605,12 @@ impl Poller {
     async fn poll_due(&mut self) -> Result<(), SourceError> {
         let now = Instant::now();
         for g in 0..self.groups.len() {
-            let (_, interval, due, _) = &mut self.groups[g];
-            if *due <= now {
+            let group = &mut self.groups[g];
+            if group.due <= now {
                 // Keep the schedule; skip missed ticks rather than burst.
-                let behind = (now - *due).as_nanos() / interval.as_nanos().max(1);
+                let behind = (now - group.due).as_nanos() / group.interval.as_nanos().max(1);
                 let ticks = u32::try_from(behind + 1).unwrap_or(u32::MAX);
-                *due += interval.saturating_mul(ticks);
+                group.due += group.interval.saturating_mul(ticks);
                 self.poll_group(g).await?;
             }
         }
@@ -633,7 +651,7 @@ impl Poller {
     /// Every point of the reads of group `group` (or of all reads) as `Bad(CommFailure)`.
     fn comm_failure(&mut self, group: Option<usize>) -> Vec<Sample> {
         let reads: Vec<usize> = match group {
-            Some(g) => self.groups[g].3.clone(),
+            Some(g) => self.groups[g].reads.clone(),
             None => (0..self.reads.len()).collect(),
         };
         let (ts, now) = (self.clock.now(), Instant::now());
@@ -695,9 +713,9 @@ impl Poller {
             let batch = self.comm_failure(Some(group));
             return self.deliver(batch);
         }
-        let mut batch = Vec::new();
-        for i in 0..self.groups[group].3.len() {
-            let read = self.groups[group].3[i];
+        let mut batch = Vec::with_capacity(self.groups[group].points);
+        for i in 0..self.groups[group].reads.len() {
+            let read = self.groups[group].reads[i];
             if let Err(comm) = self.read_block(read, &mut batch).await {
                 match comm {
                     Comm::Timeout => self.metrics.timeout(),
@@ -974,6 +992,69 @@ mod tests {
         assert_eq!(did_you_mean("chillre", names.into_iter()), Some("chiller"));
         assert_eq!(did_you_mean("fan", names.into_iter()), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    /// Counts delivered samples.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl SampleSink for Counting {
+        fn deliver(
+            &self,
+            samples: Vec<Sample>,
+            _arrival: twins::Timestamp,
+        ) -> Result<(), crate::SinkClosed> {
+            self.0.fetch_add(samples.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_source_behind_schedule_still_yields_to_other_tasks() {
+        // A closed port (the connect is refused, then polls await nothing
+        // until the next attempt after a 100 ms ± 20 % backoff) and a 1 us
+        // interval with 2000 points (always behind schedule), on a
+        // single-threaded runtime.
+        // The test's task asks for shutdown after 20 ms: if the source
+        // yields, it stops before its second connect attempt; if it spins,
+        // the test's task only runs when that attempt awaits the socket.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let outcome = runtime.block_on(async {
+                let mut ep = endpoint();
+                ep.port = port;
+                ep.poll_groups[0].interval = Duration::from_micros(1);
+                let mut source = ModbusSource::new("modbus", ep, Clock::system());
+                // Enough points that one poll takes longer than the interval.
+                let points = (0..2000).map(|r| spec(&format!("holding:{r}"))).collect();
+                source.bind(points).expect("binds");
+                let metrics = source.metrics();
+                let sink = Arc::new(Counting::default());
+                let (stop, shutdown) = tokio::sync::watch::channel(false);
+                let running = tokio::spawn(Box::new(source).run(sink.clone(), shutdown));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                stop.send(true).expect("running");
+                running.await.expect("no panic").expect("clean stop");
+                (metrics.snapshot(), sink.0.load(Ordering::Relaxed))
+            });
+            let _ = done.send(outcome);
+        });
+        let (m, delivered) = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the source stops on shutdown");
+        assert_eq!(
+            m.connect_failures, 1,
+            "shutdown seen before the second connect attempt: {m:?}"
+        );
+        assert!(delivered > 0, "Bad(CommFailure) samples were delivered");
     }
 
     #[tokio::test]
