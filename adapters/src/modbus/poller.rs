@@ -26,7 +26,7 @@
 //! as `Bad(CommFailure)`; staleness in the twins does the rest. Reconnects
 //! back off exponentially from 100 ms, doubling up to 30 s, with ±20 % jitter.
 //! `Good` values of points with a `deadband=` go through
-//! [`Deadband`](super::deadband::Deadband).
+//! [`Deadband`].
 //!
 //! # Writes
 //!
@@ -343,7 +343,14 @@ impl SampleSource for ModbusSource {
         sink: Arc<dyn SampleSink>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> SourceFuture {
-        Box::pin(run(*self, sink, shutdown))
+        // Running from now on, so writes right after this call are queued
+        // rather than refused; the flag drops with the future.
+        self.running.store(true, Ordering::Release);
+        let running = Running(self.running.clone());
+        Box::pin(async move {
+            let _running = running;
+            run(*self, sink, shutdown).await
+        })
     }
 
     fn stats(&self) -> Option<Arc<dyn SourceStats>> {
@@ -375,8 +382,6 @@ async fn run(
     sink: Arc<dyn SampleSink>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
-    source.running.store(true, Ordering::Release);
-    let _running = Running(source.running.clone());
     let ModbusSource {
         name,
         endpoints,
@@ -789,6 +794,7 @@ impl Poller {
     /// Sends one setpoint write and answers its requester.
     async fn write(&mut self, request: WriteRequest) {
         let WriteRequest { point, op, reply } = request;
+        self.metrics.write();
         let outcome = self.send_write(&op).await.map_err(|message| {
             self.metrics.write_error();
             WriteError::Failed { point, message }
@@ -805,7 +811,6 @@ impl Poller {
         let Some(ctx) = self.ctx.as_mut() else {
             return Err(format!("endpoint `{name}` is not connected"));
         };
-        self.metrics.write();
         let request = async {
             match op {
                 WriteOp::Coil { register, on } => ctx.write_single_coil(*register, *on).await,
@@ -1055,6 +1060,37 @@ mod tests {
             "shutdown seen before the second connect attempt: {m:?}"
         );
         assert!(delivered > 0, "Bad(CommFailure) samples were delivered");
+    }
+
+    #[tokio::test]
+    async fn a_write_to_an_unreachable_endpoint_fails_with_the_reason() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut ep = endpoint();
+        ep.port = port;
+        let mut source = ModbusSource::new("modbus", ep, Clock::system());
+        source.bind(vec![spec("coil:3;writable")]).expect("binds");
+        let writer = source.writer().expect("a modbus source writes");
+        let metrics = source.metrics();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(Box::new(source).run(Arc::new(Counting::default()), shutdown));
+        assert_eq!(
+            writer.write(PointId(0), Value::Bool(true)).await,
+            Err(WriteError::Failed {
+                point: PointId(0),
+                message: "endpoint `plc` is not connected".into()
+            })
+        );
+        let m = metrics.snapshot();
+        assert_eq!((m.writes, m.write_errors), (1, 1), "{m:?}");
+        stop.send(true).expect("running");
+        running.await.expect("no panic").expect("clean stop");
+        assert_eq!(
+            writer.write(PointId(0), Value::Bool(true)).await,
+            Err(WriteError::Stopped)
+        );
     }
 
     #[tokio::test]

@@ -46,9 +46,11 @@ pub struct ModbusMetricsSnapshot {
     pub connect_failures: u64,
     /// Connections established after a lost or failed one.
     pub reconnects: u64,
-    /// Write requests sent to the device.
+    /// Setpoint writes the endpoint's task handled (writes refused by the
+    /// writer, not writable or invalid, never reach it).
     pub writes: u64,
-    /// Writes that failed (exception, timeout, I/O error, not connected).
+    /// Of those, the ones that failed: exception, timeout, I/O error, or
+    /// not connected (then nothing was sent).
     pub write_errors: u64,
     /// Whether the endpoint is connected (a sum: how many are).
     pub connected: u64,
@@ -243,7 +245,7 @@ impl SourceStats for ModbusStats {
                 ),
                 (
                     "modbus_writes",
-                    "setpoint writes sent to the device",
+                    "setpoint writes attempted (refused ones excluded)",
                     Counter,
                     s.writes as f64,
                 ),
