@@ -312,12 +312,20 @@ fn main() {
     for round in 1..=rounds {
         if only == "adapter" {
             let (a, _) = runtime.block_on(run_adapter(&ports, seconds));
-            println!("adapter: {:.0} reads/s", a.reads_per_s);
+            println!(
+                "adapter: {:.0} reads/s {:.2} us CPU/read",
+                a.reads_per_s,
+                a.cpu_per_read.as_secs_f64() * 1e6
+            );
             continue;
         }
         let b = runtime.block_on(run_bare(&ports, seconds));
         if only == "bare" {
-            println!("bare: {:.0} reads/s", b.reads_per_s);
+            println!(
+                "bare: {:.0} reads/s {:.2} us CPU/read",
+                b.reads_per_s,
+                b.cpu_per_read.as_secs_f64() * 1e6
+            );
             continue;
         }
         println!(
@@ -333,6 +341,11 @@ fn main() {
         );
         bare.push(b);
         adapter.push(a);
+    }
+    if !only.is_empty() {
+        drop(child.stdin.take());
+        let _ = child.wait();
+        return;
     }
     let mean =
         |v: &[Measured], f: fn(&Measured) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
