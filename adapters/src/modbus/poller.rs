@@ -438,7 +438,7 @@ impl ModbusWriter {
             .ok_or(WriteError::NotWritable(point))?;
         let op = write_op(&target.address, &value).map_err(|message| WriteError::Invalid {
             point,
-            value: format!("{value:?}"),
+            value: value.to_string(),
             message,
         })?;
         if !self.running.load(Ordering::Acquire) {
