@@ -6,6 +6,9 @@
 //! - [`address`]: [`PointAddress::parse`], the grammar below.
 //! - [`decode`](mod@decode): registers to values and back, in any word/byte order.
 //! - [`plan`]: points to block reads of at most 125 registers (2000 bits).
+//! - [`deadband`]: which readings of a point with `deadband=` are delivered.
+//! - [`write`](mod@write): a setpoint value to the request that writes it.
+//! - [`stats`]: per-endpoint counters, readable while the source runs.
 //!
 //! # Point address grammar
 //!
@@ -24,7 +27,7 @@
 //!          | "u64" | "i64" | "f32" | "f64"
 //! order    = "ABCD" | "CDAB" | "BADC" | "DCBA"   ; case-insensitive
 //! option   = "scale=" number | "offset=" number | "deadband=" number
-//!          | "group=" name | "writable"
+//!          | "group=" name | "endpoint=" name | "writable"
 //! ```
 //!
 //! In the table form the number is always 0-based: `holding:40001` is
@@ -37,6 +40,8 @@
 //! `value * scale + offset` (defaults 1 and 0; not on booleans).
 //! `deadband` (>= 0, in scaled units) suppresses changes smaller than it.
 //! `group` names the endpoint poll group (default: the endpoint's first).
+//! `endpoint` names the source's endpoint the point is read from; required
+//! when the source has several endpoints, else it defaults to the only one.
 //! `writable` marks a setpoint; only holding registers and coils are.
 //! Each option may appear once; spaces around pieces are ignored.
 //!
@@ -51,14 +56,20 @@
 
 pub mod address;
 pub mod config;
+pub mod deadband;
 pub mod decode;
 pub mod factory;
 pub mod plan;
 pub mod poller;
+pub mod stats;
+pub mod write;
 
 pub use address::{AddressError, DataType, PointAddress, Table, WordOrder};
 pub use config::{ConfigError, EndpointConfig, ModbusConfig, PollGroup};
+pub use deadband::Deadband;
 pub use decode::{DecodeError, EncodeError, Scaling, decode, encode, set_bit};
 pub use factory::Factory;
 pub use plan::{BlockRead, PlanLimits, PlanPoint, Served, plan_reads};
-pub use poller::{ModbusMetrics, ModbusMetricsSnapshot, ModbusSource, exception_quality};
+pub use poller::{ModbusSource, ModbusWriter, WRITE_QUEUE, exception_quality};
+pub use stats::{ModbusMetrics, ModbusMetricsSnapshot, ModbusStats};
+pub use write::{WriteOp, write_op};

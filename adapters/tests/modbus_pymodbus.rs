@@ -1,20 +1,21 @@
 //! The Modbus poller against a real pymodbus server
 //! (`tests/fixtures/modbus_server.py`, whose register layout this mirrors):
 //! every type in every word order, coils, discrete inputs, an exception, a
-//! value that does not decode, then the server dying and coming back.
+//! value that does not decode, then the server dying and coming back;
+//! setpoint writes and the counters; one source over two servers.
 
-use std::collections::HashMap;
-use std::process::Stdio;
+#[path = "fixtures/modbus_harness.rs"]
+mod harness;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::modbus::{EndpointConfig, ModbusSource, PollGroup};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use adapters::{PointSpec, SampleSource, StatKind, WriteError};
+use harness::{ChannelSink, require_pymodbus, start_server, wait_for};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use twins::{Clock, Quality, Reason, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, PointId, Quality, Reason, Sample, Value};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const ORDERS: [&str; 4] = ["ABCD", "CDAB", "BADC", "DCBA"];
@@ -35,73 +36,8 @@ fn typed_values() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// A sink that forwards every batch to the test.
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
-}
-
-/// Starts the fixture server on `port` (0: any) and returns it with its port.
-async fn start_server(port: u16) -> (Child, u16) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/modbus_server.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 should start the pymodbus fixture server");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = timeout(
-        Duration::from_secs(20),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the fixture server should print its port within 20 s")
-    .expect("reading the fixture server's stdout")
-    .expect("the fixture server exited before printing its port");
-    let bound = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("expected a port from the fixture server, found `{line}`"));
-    (child, bound)
-}
-
-fn require_pymodbus() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import pymodbus"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "python3 cannot import pymodbus: run ./scripts/test.sh (which installs it) \
-         or `python3 -m pip install 'pymodbus==3.16.1'`"
-    );
-}
-
 fn point(address: String) -> PointSpec {
-    PointSpec {
-        twin: TwinPath::parse("site/plc").expect("valid twin path"),
-        prop: address.replace([':', ';', '=', '.'], "_"),
-        class: "Plc".into(),
-        sim: None,
-        address,
-        ty: ValueType::F64,
-        unit: None,
-        range: None,
-        period: Some(INTERVAL),
-        states: Vec::new(),
-    }
+    harness::point(address, INTERVAL)
 }
 
 /// What each point should read while the server is up.
@@ -140,31 +76,6 @@ fn expected_points() -> Vec<(String, Value, Quality)> {
         Quality::Bad(Reason::OutOfRange),
     ));
     points
-}
-
-/// Receives batches until `done` holds for the latest sample of every
-/// point, or panics after `limit` with `what`.
-async fn wait_for(
-    rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>,
-    points: usize,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(usize, &Sample) -> bool,
-) -> HashMap<usize, Sample> {
-    let deadline = Instant::now() + limit;
-    let mut latest = HashMap::new();
-    loop {
-        if latest.len() == points && latest.iter().all(|(i, s)| done(*i, s)) {
-            return latest;
-        }
-        let batch = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{what} within {limit:?}; latest samples: {latest:#?}"))
-            .expect("the source stopped delivering");
-        for s in batch {
-            latest.insert(s.point.0 as usize, s);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,4 +165,329 @@ async fn poller_reads_every_type_survives_server_restart() {
         .expect("the source stops on shutdown")
         .expect("the source task does not panic")
         .expect("the source stops cleanly");
+}
+
+/// Waits until point `index` reads `value` (floats within 1e-9), Good.
+async fn wait_value(rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>, index: usize, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let batch = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("point {index} reads {value} within 5 s"))
+            .expect("the source stopped delivering");
+        if batch.iter().any(|s| {
+            s.point.0 as usize == index
+                && s.quality == Quality::Good
+                && s.value.as_f64().is_some_and(|v| (v - value).abs() < 1e-9)
+        }) {
+            return;
+        }
+    }
+}
+
+/// Setpoints reach the device and come back through polling; the
+/// allow-list and value checks refuse before anything is sent; every
+/// counter counts exactly what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_come_back_through_polling_and_are_counted() {
+    require_pymodbus();
+    let (server, port) = start_server(0).await;
+    let addresses = [
+        "holding:300:f32:CDAB;scale=0.1;writable",
+        "holding:302:u16",
+        "coil:1;writable",
+        "holding:200:u64",
+        "holding:9000;writable",
+    ];
+    // Reads per poll: holding 200 (does not decode), holding 300..303,
+    // holding 9000 (exception), coil 1.
+    const READS: u64 = 4;
+    let mut source = ModbusSource::new(
+        "modbus",
+        harness::endpoint("plc", port, INTERVAL),
+        Clock::system(),
+    );
+    source
+        .bind(addresses.iter().map(|a| point(a.to_string())).collect())
+        .expect("every address binds");
+    let writer = source.writer().expect("a modbus source writes");
+    let stats = source.stats().expect("a modbus source counts");
+    let metrics = source.metrics();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Box::new(source).run(Arc::new(ChannelSink(tx)), shutdown));
+
+    wait_value(&mut rx, 0, 0.0).await;
+    writer
+        .write(PointId(0), Value::F64(12.5))
+        .await
+        .expect("the f32 setpoint is written");
+    wait_value(&mut rx, 0, 12.5).await;
+    writer
+        .write(PointId(2), Value::Bool(true))
+        .await
+        .expect("the coil is written");
+    wait_value(&mut rx, 2, 1.0).await;
+
+    // Refused before anything is sent.
+    assert_eq!(
+        writer.write(PointId(1), Value::I64(7)).await,
+        Err(WriteError::NotWritable(PointId(1)))
+    );
+    for bad in [Value::F64(f64::NAN), Value::F64(1e40), Value::Bool(true)] {
+        let refused = writer.write(PointId(0), bad.clone()).await;
+        assert!(
+            matches!(
+                refused,
+                Err(WriteError::Invalid {
+                    point: PointId(0),
+                    ..
+                })
+            ),
+            "{bad:?}: {refused:?}"
+        );
+    }
+    assert_eq!(metrics.snapshot().writes, 2, "refused writes are not sent");
+    // The device refuses an address it does not have.
+    match writer.write(PointId(4), Value::I64(1)).await {
+        Err(WriteError::Failed { point, message }) => {
+            assert_eq!(point, PointId(4));
+            assert!(
+                message.contains("endpoint `plc` answered exception"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // The non-writable point still reads 0 and the setpoint kept its value.
+    let latest = wait_for(&mut rx, 5, Duration::from_secs(5), "every point", |_, _| {
+        true
+    })
+    .await;
+    assert_eq!(latest[&1].value, Value::I64(0));
+    assert!((latest[&0].value.as_f64().unwrap() - 12.5).abs() < 1e-9);
+
+    stop.send(true).expect("the source is running");
+    timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the source stops on shutdown")
+        .expect("no panic")
+        .expect("clean stop");
+    assert_eq!(
+        writer.write(PointId(0), Value::F64(1.0)).await,
+        Err(WriteError::Stopped)
+    );
+    drop(server);
+
+    // Polls are whole (every read of a poll, once), so the counts follow
+    // from the number of polls.
+    let m = metrics.snapshot();
+    eprintln!("metrics {m:?}");
+    assert_eq!(m.polls % READS, 0, "whole polls only: {m:?}");
+    let cycles = m.polls / READS;
+    assert!(cycles >= 3, "{m:?}");
+    assert_eq!(m.decode_errors, cycles, "holding 200 every poll: {m:?}");
+    assert_eq!(
+        m.exceptions,
+        cycles + 1,
+        "holding 9000 every poll and the write: {m:?}"
+    );
+    assert_eq!(
+        m.latency_count,
+        3 * cycles,
+        "the reads that succeeded: {m:?}"
+    );
+    assert_eq!((m.writes, m.write_errors), (3, 1), "{m:?}");
+    assert_eq!(
+        (
+            m.connects,
+            m.reconnects,
+            m.connect_failures,
+            m.timeouts,
+            m.io_errors
+        ),
+        (1, 0, 0, 0, 0),
+        "{m:?}"
+    );
+    assert_eq!(m.connected, 0, "disconnected once stopped: {m:?}");
+    assert!(
+        m.latency_max_us > 0 && m.latency_sum_us >= m.latency_max_us,
+        "{m:?}"
+    );
+
+    // The same through the SourceStats trait, labelled.
+    let all = stats.stats();
+    let get = |name: &str| {
+        let s = all
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("stat {name}"));
+        assert_eq!(
+            s.labels,
+            [
+                ("source", "modbus".to_owned()),
+                ("endpoint", "plc".to_owned())
+            ]
+        );
+        (s.kind, s.value)
+    };
+    assert_eq!(get("modbus_polls"), (StatKind::Counter, m.polls as f64));
+    assert_eq!(get("modbus_writes"), (StatKind::Counter, 3.0));
+    assert_eq!(get("modbus_write_errors"), (StatKind::Counter, 1.0));
+    assert_eq!(get("modbus_connects"), (StatKind::Counter, 1.0));
+    assert_eq!(get("modbus_connected"), (StatKind::Gauge, 0.0));
+    assert_eq!(
+        get("modbus_poll_latency_seconds_count"),
+        (StatKind::Counter, (3 * cycles) as f64)
+    );
+}
+
+/// One source, two servers: each point reads from the endpoint it names,
+/// and one server dying fails only its own points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_polls_several_endpoints() {
+    require_pymodbus();
+    let ((a, port_a), (_b, port_b)) = tokio::join!(start_server(0), start_server(0));
+    let mut source = ModbusSource::with_endpoints(
+        "modbus",
+        vec![
+            harness::endpoint("line_a", port_a, INTERVAL),
+            harness::endpoint("line_b", port_b, INTERVAL),
+        ],
+        Clock::system(),
+    );
+    source
+        .bind(vec![
+            point("input:0:i16;endpoint=line_a".into()),
+            point("input:0:i16;endpoint=line_b".into()),
+            point("coil:0;endpoint=line_b".into()),
+        ])
+        .expect("every address binds");
+    let metrics = source.metrics();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Box::new(source).run(Arc::new(ChannelSink(tx)), shutdown));
+    let expected = [Value::I64(-1234), Value::I64(-1234), Value::Bool(true)];
+    wait_for(
+        &mut rx,
+        3,
+        Duration::from_secs(10),
+        "all three Good",
+        |i, s| s.quality == Quality::Good && s.value == expected[i],
+    )
+    .await;
+    harness::stop_server(a).await;
+    while rx.try_recv().is_ok() {}
+    wait_for(
+        &mut rx,
+        3,
+        Duration::from_secs(5),
+        "only line_a failed",
+        |i, s| {
+            if i == 0 {
+                s.quality == Quality::Bad(Reason::CommFailure)
+            } else {
+                s.quality == Quality::Good
+            }
+        },
+    )
+    .await;
+    let a = metrics.endpoint("line_a").expect("line_a counted");
+    let b = metrics.endpoint("line_b").expect("line_b counted");
+    assert_eq!((a.connected, b.connected), (0, 1), "{a:?} {b:?}");
+    assert_eq!(b.timeouts + b.io_errors + b.connect_failures, 0, "{b:?}");
+    stop.send(true).expect("the source is running");
+    timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the source stops on shutdown")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+/// A point with a deadband holds back readings that moved less than it
+/// (here: a setpoint written within the deadband) and passes one that moved
+/// more; a constant point with a deadband is still re-delivered at its
+/// expected period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadband_holds_back_small_changes_but_keeps_a_heartbeat() {
+    require_pymodbus();
+    let (_server, port) = start_server(0).await;
+    let interval = Duration::from_millis(100);
+    let mut constant = harness::point("input:0:i16;deadband=5".into(), Duration::from_secs(1));
+    constant.prop = "constant".into();
+    let setpoint = harness::point(
+        "holding:302:u16;deadband=5;writable".into(),
+        Duration::from_secs(60),
+    );
+    let plain = harness::point("input:0:i16".into(), interval);
+    let mut source = ModbusSource::new(
+        "modbus",
+        harness::endpoint("plc", port, interval),
+        Clock::system(),
+    );
+    source
+        .bind(vec![plain, constant, setpoint])
+        .expect("every address binds");
+    let writer = source.writer().expect("a modbus source writes");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Box::new(source).run(Arc::new(ChannelSink(tx)), shutdown));
+
+    // Per point, the values delivered, until the plain point has `polls` more.
+    async fn collect(
+        rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>,
+        polls: usize,
+    ) -> [Vec<Value>; 3] {
+        let mut seen: [Vec<Value>; 3] = Default::default();
+        while seen[0].len() < polls {
+            let batch = timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the source delivers")
+                .expect("the source runs");
+            for s in batch {
+                seen[s.point.0 as usize].push(s.value);
+            }
+        }
+        seen
+    }
+    let first = collect(&mut rx, 25).await;
+    // The constant point: first reading, then once a second (its period):
+    // at 0, 1 and 2 s of the 2.4 s the 25 polls take (more if the machine
+    // is so loaded that polls slip; without the deadband it would be 25).
+    assert!(
+        (2..=8).contains(&first[1].len()),
+        "constant point delivered {} times in 25 polls: {:?}",
+        first[1].len(),
+        first[1]
+    );
+    assert_eq!(first[2], [Value::I64(0)], "the setpoint once, then silent");
+
+    writer
+        .write(PointId(2), Value::I64(3))
+        .await
+        .expect("written");
+    let small = collect(&mut rx, 5).await;
+    assert!(small[2].is_empty(), "3 is within 5 of 0: {:?}", small[2]);
+    writer
+        .write(PointId(2), Value::I64(20))
+        .await
+        .expect("written");
+    let mut delivered = Vec::new();
+    for _ in 0..50 {
+        if delivered.contains(&Value::I64(20)) {
+            break;
+        }
+        delivered.extend(collect(&mut rx, 1).await[2].iter().cloned());
+        assert!(
+            !delivered.contains(&Value::I64(3)),
+            "3 never delivered: {delivered:?}"
+        );
+    }
+    assert_eq!(delivered, [Value::I64(20)], "20 within 50 polls, once");
+    stop.send(true).expect("the source is running");
+    timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the source stops on shutdown")
+        .expect("no panic")
+        .expect("clean stop");
 }

@@ -162,6 +162,9 @@ pub struct PointAddress {
     pub deadband: f64,
     /// Poll group; `None` means the endpoint's first group.
     pub group: Option<String>,
+    /// Endpoint of the source the point is read from; `None` means the
+    /// source's only endpoint (required when it has several).
+    pub endpoint: Option<String>,
     /// Whether setpoints may be written to the point.
     pub writable: bool,
 }
@@ -201,7 +204,9 @@ pub enum AddressError {
     OrderOnBool { order: WordOrder, ty: DataType },
     #[error("{ty} at register {register} ends past register 65535")]
     PastEnd { ty: DataType, register: u16 },
-    #[error("unknown option `{0}`, expected one of scale, offset, deadband, group, writable")]
+    #[error(
+        "unknown option `{0}`, expected one of scale, offset, deadband, group, endpoint, writable"
+    )]
     UnknownOption(String),
     #[error("option `{0}` given twice, expected it at most once")]
     DuplicateOption(&'static str),
@@ -229,6 +234,7 @@ impl PointAddress {
             offset: 0.0,
             deadband: 0.0,
             group: None,
+            endpoint: None,
             writable: false,
         }
     }
@@ -383,6 +389,7 @@ fn parse_options<'a>(
             "offset" => "offset",
             "deadband" => "deadband",
             "group" => "group",
+            "endpoint" => "endpoint",
             "writable" => "writable",
             _ => return Err(AddressError::UnknownOption(piece.to_owned())),
         };
@@ -405,13 +412,18 @@ fn parse_options<'a>(
                 }
                 point.writable = true;
             }
-            "group" => match value {
+            "group" | "endpoint" => match value {
                 Some(g)
                     if !g.is_empty()
                         && g.chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
                 {
-                    point.group = Some(g.to_owned());
+                    let slot = if name == "group" {
+                        &mut point.group
+                    } else {
+                        &mut point.endpoint
+                    };
+                    *slot = Some(g.to_owned());
                 }
                 _ => return Err(bad("a name of letters, digits, `_` or `-`")),
             },
@@ -453,7 +465,7 @@ mod tests {
     #[test]
     fn full_table_form() {
         let a = PointAddress::parse(
-            "holding:100:f32:CDAB;scale=0.1;offset=-5;deadband=0.5;group=fast;writable",
+            "holding:100:f32:CDAB;scale=0.1;offset=-5;deadband=0.5;group=fast;endpoint=plc-2;writable",
         )
         .unwrap();
         assert_eq!(
@@ -467,6 +479,7 @@ mod tests {
                 offset: -5.0,
                 deadband: 0.5,
                 group: Some("fast".into()),
+                endpoint: Some("plc-2".into()),
                 writable: true,
             }
         );
@@ -476,6 +489,20 @@ mod tests {
                 scale: 0.1,
                 offset: -5.0
             }
+        );
+    }
+
+    #[test]
+    fn endpoint_option_takes_a_name_once() {
+        let a = PointAddress::parse("coil:3; endpoint = line_1").unwrap();
+        assert_eq!(a.endpoint.as_deref(), Some("line_1"));
+        assert_eq!(
+            err("holding:1;endpoint="),
+            "option `endpoint` has value ``, expected a name of letters, digits, `_` or `-`"
+        );
+        assert_eq!(
+            err("holding:1;endpoint=a;endpoint=b"),
+            "option `endpoint` given twice, expected it at most once"
         );
     }
 
@@ -634,7 +661,7 @@ mod tests {
             ),
             (
                 "holding:1;gain=2",
-                "unknown option `gain=2`, expected one of scale, offset, deadband, group, writable",
+                "unknown option `gain=2`, expected one of scale, offset, deadband, group, endpoint, writable",
             ),
             (
                 "holding:1;scale=2;scale=3",

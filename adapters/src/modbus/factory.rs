@@ -28,20 +28,9 @@ impl SourceFactory for Factory {
                 .map(|e| ConfigIssue::at(&issue_path(&config, e), e.to_string()))
                 .collect::<Vec<_>>()
         })?;
-        let mut endpoints = config.endpoints;
-        if endpoints.len() != 1 {
-            return Err(vec![ConfigIssue::at(
-                "endpoints",
-                format!(
-                    "{} endpoints: one source polls one endpoint; declare a source per endpoint",
-                    endpoints.len()
-                ),
-            )]);
-        }
-        let endpoint = endpoints.remove(0);
-        Ok(Box::new(ModbusSource::new(
+        Ok(Box::new(ModbusSource::with_endpoints(
             name,
-            endpoint,
+            config.endpoints,
             env.clock.clone(),
         )))
     }
@@ -96,5 +85,81 @@ fn issue_path(config: &ModbusConfig, e: &ConfigError) -> String {
         ConfigError::BlockRegisters { endpoint: ep, .. } => {
             format!("{}.max_block_registers", endpoint(ep))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use twins::Clock;
+    use twins::actor::ChangeFeed;
+
+    use super::*;
+    use crate::source::PointSpec;
+
+    fn env() -> SourceEnv {
+        SourceEnv {
+            clock: Clock::system(),
+            model: Arc::new(twins::model::compile(&[]).expect("an empty model compiles")),
+            changes: ChangeFeed::new(4),
+        }
+    }
+
+    fn spec(address: &str) -> PointSpec {
+        PointSpec {
+            twin: twins::TwinPath::parse("site/plc").unwrap(),
+            prop: "p".into(),
+            class: "Plc".into(),
+            sim: None,
+            address: address.into(),
+            ty: twins::ValueType::F64,
+            unit: None,
+            range: None,
+            period: None,
+            states: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn builds_one_source_over_several_endpoints() {
+        let table: toml::Table = toml::from_str(
+            r#"
+            [[endpoints]]
+            name = "boiler"
+            host = "10.0.0.5"
+            poll_groups = [{ name = "fast", interval = "100ms" }]
+            [[endpoints]]
+            name = "chiller"
+            host = "10.0.0.6"
+            poll_groups = [{ name = "slow", interval = "5s" }]
+            "#,
+        )
+        .unwrap();
+        let mut source = Factory
+            .build("plant", &table, &env())
+            .expect("two endpoints build");
+        assert_eq!(source.name(), "plant");
+        source
+            .bind(vec![
+                spec("holding:0;endpoint=boiler"),
+                spec("coil:1;endpoint=chiller;group=slow"),
+            ])
+            .expect("each point names its endpoint");
+        let errors = source
+            .bind(vec![spec("holding:0;endpoint=chiler")])
+            .unwrap_err();
+        assert!(
+            errors[0].message.ends_with("did you mean `chiller`?"),
+            "{}",
+            errors[0]
+        );
+        let stats = source.stats().expect("stats").stats();
+        let endpoints: Vec<&str> = stats
+            .iter()
+            .filter(|s| s.name == "modbus_polls")
+            .map(|s| s.labels[1].1.as_str())
+            .collect();
+        assert_eq!(endpoints, ["boiler", "chiller"]);
     }
 }
