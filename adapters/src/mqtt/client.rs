@@ -88,6 +88,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How many QoS 1 packet ids of the current connection are remembered to
 /// recognise redeliveries.
 const RECENT_PKIDS: usize = 256;
+/// Largest MQTT packet taken from the broker; payloads between
+/// [`DEFAULT_MAX_PAYLOAD`] and this are rejected one by one.
+const MAX_PACKET: usize = 4 * DEFAULT_MAX_PAYLOAD;
 /// Shortest pause between two rebirth requests to one edge node that has
 /// not rebirthed in between.
 pub const REBIRTH_HOLDOFF: Duration = Duration::from_secs(2);
@@ -654,6 +657,10 @@ impl MqttSource {
         let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
         o.set_keep_alive(c.keep_alive);
         o.set_clean_session(c.clean_session);
+        // rumqttc drops the connection on a packet over its limit (10 KiB
+        // unless set): take packets well past the payload limit, so an
+        // oversized payload is counted and skipped, not fatal.
+        o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if let Some(user) = &c.username {
             o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
         }
