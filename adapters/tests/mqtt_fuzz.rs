@@ -56,7 +56,7 @@ impl Broker {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+                 max_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
             ),
         )
         .unwrap();

@@ -45,6 +45,15 @@
 //! [`MqttMetrics`] and logged with the topic; none stops the source.
 //! Connection errors are retried with a backoff doubling from 100 ms to 5 s.
 //!
+//! A QoS 1 redelivery (DUP set) is dropped when its packet id was applied on
+//! the current connection, or when its topic and payload match one of the
+//! last 4,096 QoS 1 publishes, on any connection: rumqttc acknowledges on
+//! receipt, so an acknowledgement lost with a connection brings an applied
+//! message back on the next one. A DUP=0 publish is always applied. The
+//! price: a DUP=1 redelivery of a message never received, identical in
+//! topic and payload to a recent one, is dropped too; for values without
+//! their own timestamp that loses nothing but an arrival time.
+//!
 //! # Sparkplug B
 //!
 //! Messages on a `sparkplug_b` subscription go through the host state
@@ -64,6 +73,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -88,6 +98,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How many QoS 1 packet ids of the current connection are remembered to
 /// recognise redeliveries.
 const RECENT_PKIDS: usize = 256;
+/// How many digests of QoS 1 publishes are remembered across connections
+/// to recognise redeliveries after a reconnect (a broker redelivers at most
+/// what it had in flight, plus what it sent but had not yet seen acked).
+const RECENT_DIGESTS: usize = 4096;
 /// Largest MQTT packet taken from the broker; payloads between
 /// [`DEFAULT_MAX_PAYLOAD`] and this are rejected one by one.
 const MAX_PACKET: usize = 4 * DEFAULT_MAX_PAYLOAD;
@@ -593,32 +607,52 @@ impl SampleSource for MqttSource {
     }
 }
 
-/// Packet ids of QoS 1 publishes applied on the current connection, bounded.
-#[derive(Debug, Default)]
-struct RecentPkids {
-    order: VecDeque<u16>,
-    set: HashSet<u16>,
+/// The last `capacity` distinct keys recorded, oldest forgotten first.
+#[derive(Debug)]
+struct Recent<T> {
+    capacity: usize,
+    order: VecDeque<T>,
+    set: HashSet<T>,
 }
 
-impl RecentPkids {
+impl<T: Copy + Eq + Hash> Recent<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity + 1),
+            set: HashSet::with_capacity(capacity + 1),
+        }
+    }
+
     fn clear(&mut self) {
         self.order.clear();
         self.set.clear();
     }
 
-    /// Records `pkid`; false if it was already there.
-    fn insert(&mut self, pkid: u16) -> bool {
-        if !self.set.insert(pkid) {
+    /// Records `key`; false if it was already there.
+    fn insert(&mut self, key: T) -> bool {
+        if !self.set.insert(key) {
             return false;
         }
-        self.order.push_back(pkid);
-        if self.order.len() > RECENT_PKIDS
+        self.order.push_back(key);
+        if self.order.len() > self.capacity
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
         }
         true
     }
+}
+
+/// A 64-bit digest of a publish's topic and payload, to recognise a
+/// redelivery on a later connection, where packet ids start afresh.
+fn digest(topic: &str, payload: &[u8]) -> u64 {
+    // SipHash with fixed keys: the same on every run, and collisions among
+    // a few thousand recent messages are out of reach (about 2^-40).
+    let mut h = std::hash::DefaultHasher::new();
+    topic.hash(&mut h);
+    payload.hash(&mut h);
+    h.finish()
 }
 
 fn qos(q: Qos) -> QoS {
@@ -633,7 +667,9 @@ struct Running {
     sink: Arc<dyn SampleSink>,
     client: AsyncClient,
     seq: u64,
-    pkids: RecentPkids,
+    pkids: Recent<u16>,
+    /// Digests of recent QoS 1 publishes, kept across connections.
+    digests: Recent<u64>,
     pending_subacks: usize,
     connections: u64,
     /// Sparkplug host state of every edge node heard from.
@@ -728,7 +764,8 @@ impl Running {
             sink,
             client,
             seq: 0,
-            pkids: RecentPkids::default(),
+            pkids: Recent::new(RECENT_PKIDS),
+            digests: Recent::new(RECENT_DIGESTS),
             pending_subacks: 0,
             connections: 0,
             host: Host::new(),
@@ -799,12 +836,21 @@ impl Running {
             }
             .emit(m)
         };
-        if publish.qos == QoS::AtLeastOnce && !self.pkids.insert(publish.pkid) && publish.dup {
-            reject(
-                RejectKind::Duplicate,
-                &format_args!("packet id {}", publish.pkid),
-            );
-            return Ok(());
+        if publish.qos == QoS::AtLeastOnce {
+            // A redelivery (DUP set) is dropped if its packet id was applied
+            // on this connection, or its topic and payload recently on any:
+            // rumqttc acknowledges on receipt, so an ack lost with the
+            // connection brings the message back on the next one. A DUP=0
+            // publish is always applied.
+            let new_pkid = self.pkids.insert(publish.pkid);
+            let new_digest = self.digests.insert(digest(topic, &publish.payload));
+            if publish.dup && !(new_pkid && new_digest) {
+                reject(
+                    RejectKind::Duplicate,
+                    &format_args!("packet id {}", publish.pkid),
+                );
+                return Ok(());
+            }
         }
         let route = if src.bindings.contains_key(topic) {
             Route::Topic
@@ -1267,29 +1313,34 @@ mod tests {
             r#"{"f": 3}"#,
         )))
         .unwrap();
-        // A new connection forgets the ids: a redelivery of 7 applies again.
+        // A new connection forgets the ids, not the digests: a redelivery
+        // of 7 is recognised by its topic and payload; a redelivery of a
+        // message never seen applies.
         run.incoming(Packet::ConnAck(rumqttc::ConnAck::new(
             rumqttc::ConnectReturnCode::Success,
             false,
         )))
         .unwrap();
         p.dup = true;
+        run.incoming(Packet::Publish(p.clone())).unwrap();
+        p.pkid = 8;
+        p.payload = r#"{"t": 4}"#.into();
         run.incoming(Packet::Publish(p)).unwrap();
 
         let samples = sink.0.lock().unwrap();
-        assert_eq!(samples.len(), 3);
+        let values: Vec<Value> = samples.iter().map(|x| x.value.clone()).collect();
+        assert_eq!(values, [2.0, 2.0, 4.0].map(Value::F64));
         assert!(samples.iter().all(|x| x.point == PointId(0)
-            && x.value == Value::F64(2.0)
             && x.quality == Quality::Good
             && x.source_ts == Timestamp::from_millis(1000)));
         assert_eq!(samples.iter().map(|x| x.seq).collect::<Vec<_>>(), [1, 2, 3]);
         let get = MqttMetrics::get;
-        assert_eq!(get(&metrics.messages), 7);
+        assert_eq!(get(&metrics.messages), 8);
         assert_eq!(get(&metrics.samples), 3);
-        assert_eq!(get(&metrics.rejected_duplicate), 1);
+        assert_eq!(get(&metrics.rejected_duplicate), 2);
         assert_eq!(get(&metrics.rejected_unknown_topic), 1);
         assert_eq!(get(&metrics.rejected_decode), 1);
-        assert_eq!(get(&metrics.rejected_unbound_point), 4);
+        assert_eq!(get(&metrics.rejected_unbound_point), 3);
         assert_eq!(get(&metrics.missing_points), 1);
         assert_eq!(get(&metrics.reconnects), 1);
     }
@@ -1446,7 +1497,7 @@ mod tests {
 
     #[test]
     fn recent_pkids_are_bounded_and_forget_the_oldest() {
-        let mut r = RecentPkids::default();
+        let mut r = Recent::new(RECENT_PKIDS);
         assert!(r.insert(1));
         assert!(!r.insert(1));
         for p in 2..=(RECENT_PKIDS as u16 + 1) {
