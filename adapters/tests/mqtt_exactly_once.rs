@@ -8,7 +8,8 @@
 //! be applied once.
 //!
 //! `TWINRT_EO_MESSAGES` (10,000 unless set) and `TWINRT_EO_EVERY` (1,000)
-//! set the message count and the chunk size.
+//! set the message count and the chunk size; `TWINRT_EO_MODE=restart` or
+//! `takeover` uses only one way to disconnect.
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -54,6 +55,10 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path, port: u16) -> Broker {
+        // Started as root, Mosquitto drops to the `mosquitto` user, which
+        // must be able to write its database here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -163,6 +168,7 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>, applied: &mut BTreeMap<u
 async fn every_message_is_applied_once_across_broker_restarts() {
     let n = env_u64("TWINRT_EO_MESSAGES", 10_000);
     let every = env_u64("TWINRT_EO_EVERY", 1_000).max(1);
+    let mode = std::env::var("TWINRT_EO_MODE").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut broker = Broker::start(dir.path(), port);
@@ -208,6 +214,42 @@ async fn every_message_is_applied_once_across_broker_restarts() {
         .expect("not subscribed within 30 s")
         .unwrap();
 
+    // A witness: a plain rumqttc subscriber with its own persistent
+    // session, to tell the broker's losses from the source's.
+    let witnessed = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut wopts = MqttOptions::new(format!("witness-{port}"), "127.0.0.1", port);
+    wopts.set_clean_session(false);
+    wopts.set_keep_alive(Duration::from_secs(5));
+    let (wclient, mut wloop) = AsyncClient::new(wopts, 16);
+    wclient.subscribe(TOPIC, QoS::AtLeastOnce).await.unwrap();
+    let (suback_tx, suback_rx) = tokio::sync::oneshot::channel();
+    let witness = {
+        let witnessed = Arc::clone(&witnessed);
+        tokio::spawn(async move {
+            let mut suback_tx = Some(suback_tx);
+            loop {
+                match wloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = suback_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Some(v) = std::str::from_utf8(&p.payload)
+                            .ok()
+                            .and_then(|t| t.parse::<u64>().ok())
+                        {
+                            witnessed.lock().unwrap().insert(v);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+    };
+    timeout(WAIT, suback_rx).await.unwrap().unwrap();
+
     // The publisher: rumqttc, QoS 1, its own persistent session; its event
     // loop reconnects after each restart and reports every PUBACK.
     let mut opts = MqttOptions::new(format!("eo-pub-{port}"), "127.0.0.1", port);
@@ -250,7 +292,12 @@ async fn every_message_is_applied_once_across_broker_restarts() {
         drain(&mut rx, &mut applied);
         if seq < n {
             // Alternately: a broker restart, a session takeover.
-            if (seq / every) % 2 == 1 {
+            let restart = match mode.as_str() {
+                "restart" => true,
+                "takeover" => false,
+                _ => (seq / every) % 2 == 1,
+            };
+            if restart {
                 broker = broker.restart();
             } else {
                 kick(port, &format!("twinrt-eo-{port}"));
@@ -300,6 +347,12 @@ async fn every_message_is_applied_once_across_broker_restarts() {
         twice.len(),
         get(&metrics.messages),
     );
+    // The witness may still be catching up: give it the time the source had.
+    let witness_missing = (0..=n)
+        .filter(|i| !witnessed.lock().unwrap().contains(i))
+        .count();
+    witness.abort();
+    eprintln!("a plain rumqttc subscriber, beside it, missed {witness_missing}");
     assert!(missing.is_empty(), "lost: {missing:?}");
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
     assert!(get(&metrics.reconnects) >= sessions - 1);

@@ -45,9 +45,9 @@
 //! [`MqttMetrics`] and logged with the topic; none stops the source.
 //! Connection errors are retried with a backoff doubling from 100 ms to 5 s.
 //!
-//! A QoS 1 redelivery (DUP set) is dropped when its packet id was applied on
-//! the current connection, or when its topic and payload match one of the
-//! last 4,096 QoS 1 publishes, on any connection: rumqttc acknowledges on
+//! A QoS 1 redelivery (DUP set) is dropped when its topic and payload match
+//! one of the last 4,096 QoS 1 publishes, on this connection or an earlier
+//! one: rumqttc acknowledges on
 //! receipt, so an acknowledgement lost with a connection brings an applied
 //! message back on the next one. A DUP=0 publish is always applied. The
 //! price: a DUP=1 redelivery of a message never received, identical in
@@ -95,9 +95,6 @@ use crate::source::{BindError, PointSpec, SampleSink, SampleSource, SourceError,
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between connection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How many QoS 1 packet ids of the current connection are remembered to
-/// recognise redeliveries.
-const RECENT_PKIDS: usize = 256;
 /// How many digests of QoS 1 publishes are remembered across connections
 /// to recognise redeliveries after a reconnect (a broker redelivers at most
 /// what it had in flight, plus what it sent but had not yet seen acked).
@@ -624,11 +621,6 @@ impl<T: Copy + Eq + Hash> Recent<T> {
         }
     }
 
-    fn clear(&mut self) {
-        self.order.clear();
-        self.set.clear();
-    }
-
     /// Records `key`; false if it was already there.
     fn insert(&mut self, key: T) -> bool {
         if !self.set.insert(key) {
@@ -667,7 +659,6 @@ struct Running {
     sink: Arc<dyn SampleSink>,
     client: AsyncClient,
     seq: u64,
-    pkids: Recent<u16>,
     /// Digests of recent QoS 1 publishes, kept across connections.
     digests: Recent<u64>,
     pending_subacks: usize,
@@ -764,7 +755,6 @@ impl Running {
             sink,
             client,
             seq: 0,
-            pkids: Recent::new(RECENT_PKIDS),
             digests: Recent::new(RECENT_DIGESTS),
             pending_subacks: 0,
             connections: 0,
@@ -796,7 +786,6 @@ impl Running {
         if self.connections > 1 {
             MqttMetrics::bump(&src.metrics.reconnects, 1);
         }
-        self.pkids.clear();
         tracing::info!(source = %src.name, connections = self.connections, "mqtt connected");
         self.pending_subacks = 0;
         for (sub, template) in src
@@ -837,14 +826,16 @@ impl Running {
             .emit(m)
         };
         if publish.qos == QoS::AtLeastOnce {
-            // A redelivery (DUP set) is dropped if its packet id was applied
-            // on this connection, or its topic and payload recently on any:
-            // rumqttc acknowledges on receipt, so an ack lost with the
-            // connection brings the message back on the next one. A DUP=0
-            // publish is always applied.
-            let new_pkid = self.pkids.insert(publish.pkid);
-            let new_digest = self.digests.insert(digest(topic, &publish.payload));
-            if publish.dup && !(new_pkid && new_digest) {
+            // A redelivery (DUP set) is dropped if its topic and payload
+            // came recently, on this connection or an earlier one: rumqttc
+            // acknowledges on receipt, so an ack lost with the connection
+            // brings the message back on the next one. Packet ids do not
+            // tell: publishes of the old connection still buffered in
+            // rumqttc are handled after the new ConnAck, and the broker
+            // reuses their ids for other messages. A DUP=0 publish is always
+            // applied.
+            let new = self.digests.insert(digest(topic, &publish.payload));
+            if publish.dup && !new {
                 reject(
                     RejectKind::Duplicate,
                     &format_args!("packet id {}", publish.pkid),
@@ -1313,7 +1304,7 @@ mod tests {
             r#"{"f": 3}"#,
         )))
         .unwrap();
-        // A new connection forgets the ids, not the digests: a redelivery
+        // On a new connection too, a redelivery
         // of 7 is recognised by its topic and payload; a redelivery of a
         // message never seen applies.
         run.incoming(Packet::ConnAck(rumqttc::ConnAck::new(
@@ -1496,16 +1487,16 @@ mod tests {
     }
 
     #[test]
-    fn recent_pkids_are_bounded_and_forget_the_oldest() {
-        let mut r = Recent::new(RECENT_PKIDS);
+    fn recent_keys_are_bounded_and_forget_the_oldest() {
+        const CAP: usize = 256;
+        let mut r = Recent::new(CAP);
         assert!(r.insert(1));
         assert!(!r.insert(1));
-        for p in 2..=(RECENT_PKIDS as u16 + 1) {
+        for p in 2..=(CAP as u16 + 1) {
             assert!(r.insert(p));
         }
-        assert_eq!(r.set.len(), RECENT_PKIDS);
-        assert!(r.insert(1), "the oldest id was forgotten");
-        r.clear();
-        assert!(r.insert(5));
+        assert_eq!(r.set.len(), CAP);
+        assert!(r.insert(1), "the oldest key was forgotten");
+        assert!(!r.insert(CAP as u16 + 1));
     }
 }
