@@ -1487,6 +1487,142 @@ mod tests {
     }
 
     #[test]
+    fn sparkplug_births_data_gaps_and_deaths() {
+        use crate::mqtt::sparkplug::{Metric, MetricValue, Payload, datatype};
+        let config: MqttConfig = toml::from_str(
+            r#"
+            host = "127.0.0.1"
+            client_id = "unit"
+            [[subscriptions]]
+            topic = "spBv1.0/{group}/#"
+            payload = { format = "sparkplug_b" }
+            "#,
+        )
+        .unwrap();
+        let clock = Clock::manual(Timestamp::from_millis(1_000));
+        let mut s = MqttSource::new("mqtt", config.validate().unwrap(), clock.clone());
+        s.bind(vec![
+            spec("spBv1.0/g/n#temp"),
+            spec("spBv1.0/g/n/d#speed"),
+            spec("spBv1.0/g/n/never#x"),
+        ])
+        .unwrap();
+        let metrics = s.metrics();
+        let (client, _eventloop) = AsyncClient::new(s.options(), 16);
+        let sink = Arc::new(VecSink::default());
+        let mut run = Running::new(s, sink.clone(), client);
+        let metric = |name: Option<&str>, alias: u64, v: MetricValue| Metric {
+            name: name.map(str::to_owned),
+            alias: Some(alias),
+            datatype: name.map(|_| datatype::DOUBLE),
+            value: Some(v),
+            ..Metric::default()
+        };
+        let bd = |v: u64| Metric {
+            name: Some("bdSeq".into()),
+            datatype: Some(datatype::INT64),
+            value: Some(MetricValue::LongValue(v)),
+            ..Metric::default()
+        };
+        let mut send = |topic: &str, seq: Option<u64>, metrics: Vec<Metric>| {
+            let payload = Payload {
+                timestamp: Some(5),
+                metrics,
+                seq,
+            };
+            run.incoming(Packet::Publish(Publish::new(
+                topic,
+                QoS::AtMostOnce,
+                payload.encode_to_vec(),
+            )))
+            .unwrap();
+        };
+        let get = |c: &AtomicU64| MqttMetrics::get(c);
+        let temp = |v: f64| metric(None, 1, MetricValue::DoubleValue(v));
+
+        // Before a birth: not applied, one rebirth request per holdoff.
+        send("spBv1.0/g/NDATA/n", Some(7), vec![temp(1.0)]);
+        send("spBv1.0/g/NDATA/n", Some(8), vec![temp(1.0)]);
+        assert_eq!(get(&metrics.sparkplug_not_born), 2);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 1);
+        clock.advance(REBIRTH_HOLDOFF);
+        send("spBv1.0/g/NDATA/n", Some(9), vec![temp(1.0)]);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 2);
+
+        // Births and data by alias.
+        let birth_temp = metric(Some("temp"), 1, MetricValue::DoubleValue(20.0));
+        send(
+            "spBv1.0/g/NBIRTH/n",
+            Some(0),
+            vec![bd(1), birth_temp.clone()],
+        );
+        let speed = metric(Some("speed"), 2, MetricValue::DoubleValue(1.5));
+        send("spBv1.0/g/DBIRTH/n/d", Some(1), vec![speed]);
+        send("spBv1.0/g/NDATA/n", Some(2), vec![temp(21.0)]);
+        // An unknown alias: the node goes bad, and a rebirth is asked for
+        // at once (the birth ended the holdoff).
+        send(
+            "spBv1.0/g/NDATA/n",
+            Some(3),
+            vec![temp(21.0), metric(None, 9, MetricValue::DoubleValue(0.0))],
+        );
+        assert_eq!(get(&metrics.sparkplug_unknown_metrics), 1);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 3);
+        // Rebirth, a stale death, a gap, another rebirth, the real death.
+        send(
+            "spBv1.0/g/NBIRTH/n",
+            Some(0),
+            vec![bd(2), birth_temp.clone()],
+        );
+        send("spBv1.0/g/NDEATH/n", None, vec![bd(1)]);
+        send("spBv1.0/g/NDATA/n", Some(5), vec![temp(22.0)]);
+        assert_eq!(get(&metrics.sparkplug_seq_gaps), 1);
+        send("spBv1.0/g/NBIRTH/n", Some(0), vec![bd(2), birth_temp]);
+        send("spBv1.0/g/NDEATH/n", None, vec![bd(2)]);
+
+        let got: Vec<(u32, Value, Quality, i64)> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x.point.0,
+                    x.value.clone(),
+                    x.quality,
+                    x.source_ts.as_millis(),
+                )
+            })
+            .collect();
+        let good = |p: u32, v: f64| (p, Value::F64(v), Quality::Good, 5);
+        let bad = |p: u32| (p, Value::Null, Quality::Bad(Reason::CommFailure), 3_000);
+        assert_eq!(
+            got,
+            [
+                good(0, 20.0),
+                good(1, 1.5),
+                good(0, 21.0),
+                bad(0),
+                bad(1),
+                bad(2),
+                good(0, 20.0),
+                bad(0),
+                bad(1),
+                bad(2),
+                good(0, 20.0),
+                bad(0),
+                bad(1),
+                bad(2),
+            ]
+        );
+        assert_eq!(get(&metrics.sparkplug_births), 4);
+        assert_eq!(get(&metrics.sparkplug_deaths), 1);
+        assert_eq!(get(&metrics.sparkplug_stale_deaths), 1);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 4);
+        assert_eq!(get(&metrics.rejected_decode), 0);
+    }
+
+    #[test]
     fn recent_keys_are_bounded_and_forget_the_oldest() {
         const CAP: usize = 256;
         let mut r = Recent::new(CAP);
