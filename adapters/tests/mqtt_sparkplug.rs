@@ -1,8 +1,8 @@
 //! [`MqttSource`] as a Sparkplug B host against a real edge node
 //! (pysparkplug, `tests/fixtures/sparkplug_edge.py`) through a real
 //! Mosquitto broker: births, data by name and by alias, a forced seq gap
-//! answered by a rebirth request, a stale NDEATH, data before a birth, and
-//! the will NDEATH of a killed edge node.
+//! answered by a rebirth request, a stale NDEATH, data before a birth, a
+//! DDEATH, and the will NDEATH of a killed edge node.
 //!
 //! Needs `mosquitto`, `mosquitto_sub`, `mosquitto_pub` and Python with
 //! `pysparkplug`; `./scripts/test.sh` installs them.
@@ -399,6 +399,21 @@ async fn host_follows_a_pysparkplug_edge_node() {
     assert_eq!(get(&metrics, |m| &m.sparkplug_rebirth_requests), 2);
     assert_eq!(get(&metrics, |m| &m.sparkplug_births), 4);
 
+    // DDEATH: the device's points go bad, the node's stay good.
+    edge.send("ddeath").await;
+    let seen = samples_until(&mut rx, "device bad marks", |s| {
+        s.quality == Quality::Bad(Reason::CommFailure)
+    })
+    .await;
+    let mut bad: Vec<u32> = seen
+        .iter()
+        .filter(|s| s.quality == Quality::Bad(Reason::CommFailure))
+        .map(|s| s.point.0)
+        .collect();
+    bad.sort_unstable();
+    assert_eq!(bad, [1, 2], "{seen:?}");
+    assert_eq!(get(&metrics, |m| &m.sparkplug_deaths), 1);
+
     // SIGKILL: the broker publishes the will NDEATH; every point goes bad.
     edge.child.start_kill().unwrap();
     edge.child.wait().await.unwrap();
@@ -413,7 +428,7 @@ async fn host_follows_a_pysparkplug_edge_node() {
         .collect();
     bad.sort_unstable();
     assert_eq!(bad, [0, 1, 2], "{seen:?}");
-    assert_eq!(get(&metrics, |m| &m.sparkplug_deaths), 1);
+    assert_eq!(get(&metrics, |m| &m.sparkplug_deaths), 2);
     assert_eq!(get(&metrics, |m| &m.sparkplug_unknown_metrics), 0);
     assert_eq!(get(&metrics, |m| &m.rejected_decode), 0);
 
