@@ -32,6 +32,8 @@ fi
 step "python test peers"
 # The Modbus adapter's interop test talks to a real pymodbus server.
 python3 -c "import pymodbus" 2>/dev/null || python3 -m pip install 'pymodbus==3.16.1'
+# The MQTT adapter's Sparkplug B interop test talks to a real pysparkplug edge node.
+python3 -c "import pysparkplug" 2>/dev/null || python3 -m pip install 'pysparkplug==0.6.1'
 
 step "tests"
 # Release-mode tests: the crash and recovery tests drive real node processes.

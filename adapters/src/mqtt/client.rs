@@ -14,8 +14,24 @@
 //! For example, with a subscription `plant/{site}/{device}/telemetry` whose
 //! JSON points are `temp` and `flow`, the address
 //! `plant/s1/pump7/telemetry#temp` binds the `temp` reading of pump 7.
-//! Sparkplug B subscriptions cannot be bound yet: binding a point to one is a
-//! [`BindError`].
+//!
+//! A point fed by a Sparkplug B edge node binds by
+//! `spBv1.0/GROUP/EDGE#METRIC` (a metric of the node itself) or
+//! `spBv1.0/GROUP/EDGE/DEVICE#METRIC` (a metric of one of its devices).
+//! `METRIC` is the metric's name as the births declare it and runs to the
+//! end of the address, so it may hold `/` (`Node Control/Rebirth`). The
+//! first subscription matching the node's (or device's) data topic
+//! (`spBv1.0/GROUP/NDATA/EDGE`, `spBv1.0/GROUP/DDATA/EDGE/DEVICE`) must be a
+//! `sparkplug_b` one and must also match its birth and death topics, as
+//! `spBv1.0/{group}/#` or `spBv1.0/plant1/+/{edge}/#` do.
+//!
+//! Every value is checked against its point before delivery: it must fit the
+//! point's type (numbers and `true`/`false` convert where nothing is lost:
+//! an integral number to `i64`, 0 or 1 to `bool`, a state name or index to
+//! `enum`) and lie within its `range`, bounds included. A value that does not
+//! is counted in [`MqttMetrics::rejected_type`] or
+//! [`MqttMetrics::rejected_out_of_range`] and logged with the topic; the
+//! other points of the message are still delivered.
 //!
 //! # Running
 //!
@@ -28,28 +44,67 @@
 //! that do not decode and QoS 1 redeliveries already applied are counted in
 //! [`MqttMetrics`] and logged with the topic; none stops the source.
 //! Connection errors are retried with a backoff doubling from 100 ms to 5 s.
+//!
+//! A QoS 1 redelivery (DUP set) is dropped when its topic and payload match
+//! one of the last 4,096 QoS 1 publishes, on this connection or an earlier
+//! one: rumqttc acknowledges on
+//! receipt, so an acknowledgement lost with a connection brings an applied
+//! message back on the next one. A DUP=0 publish is always applied. The
+//! price: a DUP=1 redelivery of a message never received, identical in
+//! topic and payload to a recent one, is dropped too; for values without
+//! their own timestamp that loses nothing but an arrival time.
+//!
+//! # Sparkplug B
+//!
+//! Messages on a `sparkplug_b` subscription go through the host state
+//! machine ([`super::sparkplug::Host`]): NBIRTH and DBIRTH declare metric
+//! names, aliases and types and deliver their values; NDATA and DDATA
+//! deliver values, by name or by alias, timestamped by the metric's (or
+//! else the payload's) timestamp. A message from a node or device not born,
+//! a sequence number that is not the previous one plus 1, or an alias no
+//! birth declared is not applied: the source publishes a rebirth request
+//! (`spBv1.0/GROUP/NCMD/EDGE` with `Node Control/Rebirth` = true, at most one
+//! per node every [`REBIRTH_HOLDOFF`] until the node rebirths) and ignores
+//! the node's data until its NBIRTH. A seq gap also marks the node's points
+//! bad, as its state is unknown. An NDEATH whose `bdSeq` matches the node's
+//! current birth, or a DDEATH, delivers every point bound to the node (and
+//! its devices) or device as `Bad(comm_failure)`; an NDEATH of an earlier
+//! session is ignored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prost::Message as _;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::watch;
-use twins::{Clock, PointId, Quality, Sample};
+use twins::{Clock, PointId, Quality, Reason, Sample, Timestamp, Value, ValueType};
 
 use super::config::{PayloadFormat, Qos, ValidConfig};
-use super::payload::{DEFAULT_MAX_PAYLOAD, Decoded, VALUE_POINT, decode_json, decode_number};
+use super::payload::{DEFAULT_MAX_PAYLOAD, VALUE_POINT, decode_json, decode_number};
+use super::sparkplug::{
+    self, Action, BD_SEQ, Host, MessageType, NAMESPACE, NodeKey, RebirthReason, SparkplugError,
+    SparkplugTopic,
+};
 use crate::source::{BindError, PointSpec, SampleSink, SampleSource, SourceError, SourceFuture};
 
 /// First pause after a connection error.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between connection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How many QoS 1 packet ids of the current connection are remembered to
-/// recognise redeliveries.
-const RECENT_PKIDS: usize = 256;
+/// How many digests of QoS 1 publishes are remembered across connections
+/// to recognise redeliveries after a reconnect (a broker redelivers at most
+/// what it had in flight, plus what it sent but had not yet seen acked).
+const RECENT_DIGESTS: usize = 4096;
+/// Largest MQTT packet taken from the broker; payloads between
+/// [`DEFAULT_MAX_PAYLOAD`] and this are rejected one by one.
+const MAX_PACKET: usize = 4 * DEFAULT_MAX_PAYLOAD;
+/// Shortest pause between two rebirth requests to one edge node that has
+/// not rebirthed in between.
+pub const REBIRTH_HOLDOFF: Duration = Duration::from_secs(2);
 
 /// Counters of an MQTT source, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -70,6 +125,31 @@ pub struct MqttMetrics {
     pub rejected_duplicate: AtomicU64,
     /// Bound points a decoded payload did not carry (or carried as `null`).
     pub missing_points: AtomicU64,
+    /// Values outside their point's `range`, not delivered.
+    pub rejected_out_of_range: AtomicU64,
+    /// Values of a type their point cannot take (a string or an object for
+    /// a number, 7 for a bool), not delivered.
+    pub rejected_type: AtomicU64,
+    /// Sparkplug NBIRTH and DBIRTH messages taken in.
+    pub sparkplug_births: AtomicU64,
+    /// Sparkplug NDEATH and DDEATH messages that took a node or device
+    /// offline.
+    pub sparkplug_deaths: AtomicU64,
+    /// Sparkplug NDEATH messages of an earlier session (their `bdSeq` does
+    /// not match the current birth) and DDEATH of devices not born, ignored.
+    pub sparkplug_stale_deaths: AtomicU64,
+    /// Sparkplug rebirth requests (NCMD `Node Control/Rebirth`) published.
+    pub sparkplug_rebirth_requests: AtomicU64,
+    /// Sparkplug messages whose `seq` was not the previous one plus 1.
+    pub sparkplug_seq_gaps: AtomicU64,
+    /// Sparkplug data naming an alias or metric no birth declared.
+    pub sparkplug_unknown_metrics: AtomicU64,
+    /// Sparkplug messages from a node or device not born (before its birth,
+    /// or after a gap until its rebirth), not applied.
+    pub sparkplug_not_born: AtomicU64,
+    /// Sparkplug metrics whose value could not be read (datasets, bytes,
+    /// unsigned 64-bit values beyond `i64`), skipped.
+    pub sparkplug_unreadable_metrics: AtomicU64,
     /// Connections after the first.
     pub reconnects: AtomicU64,
     /// Connection errors.
@@ -95,6 +175,8 @@ enum RejectKind {
     UnboundPoint,
     Decode,
     Duplicate,
+    OutOfRange,
+    Type,
 }
 
 /// One rejected message or point: emits the log record and bumps the
@@ -114,10 +196,15 @@ impl Rejected<'_> {
             RejectKind::UnboundPoint => (&m.rejected_unbound_point, "point not bound"),
             RejectKind::Decode => (&m.rejected_decode, "payload rejected"),
             RejectKind::Duplicate => (&m.rejected_duplicate, "redelivery already applied"),
+            RejectKind::OutOfRange => (&m.rejected_out_of_range, "value out of range"),
+            RejectKind::Type => (&m.rejected_type, "value of the wrong type"),
         };
         MqttMetrics::bump(counter, 1);
         match self.kind {
-            RejectKind::UnknownTopic | RejectKind::Decode => tracing::warn!(
+            RejectKind::UnknownTopic
+            | RejectKind::Decode
+            | RejectKind::OutOfRange
+            | RejectKind::Type => tracing::warn!(
                 source = self.source,
                 topic = self.topic,
                 "mqtt message rejected, {what}: {}",
@@ -150,12 +237,135 @@ struct TopicBinding {
     points: HashMap<String, PointId>,
 }
 
+/// The Sparkplug bindings of one edge node: metric name → point, for the
+/// node itself (`None`) and each of its devices.
+type NodeBindings = BTreeMap<Option<String>, HashMap<String, PointId>>;
+
+/// Where an address points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Binding {
+    Topic {
+        subscription: usize,
+        topic: String,
+        point: String,
+    },
+    Sparkplug {
+        node: NodeKey,
+        device: Option<String>,
+        metric: String,
+    },
+}
+
+/// What a bound point accepts: its type, range and enum states.
+#[derive(Debug, Clone)]
+struct PointCheck {
+    ty: ValueType,
+    range: Option<(f64, f64)>,
+    states: Vec<String>,
+}
+
+/// Why a value does not fit its point.
+#[derive(Debug, Clone, PartialEq)]
+enum Misfit {
+    Type(String),
+    Range { value: f64, lo: f64, hi: f64 },
+}
+
+impl fmt::Display for Misfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Misfit::Type(m) => f.write_str(m),
+            Misfit::Range { value, lo, hi } => {
+                write!(f, "expected a value from {lo} to {hi}, found {value}")
+            }
+        }
+    }
+}
+
+/// Largest magnitude an `f64` holds as an exact `i64` conversion bound
+/// (2^63, exclusive).
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
+impl PointCheck {
+    fn of(spec: &PointSpec) -> Self {
+        Self {
+            ty: spec.ty,
+            range: spec.range,
+            states: spec.states.clone(),
+        }
+    }
+
+    /// The value converted to the point's type, if that loses nothing, and
+    /// within its range.
+    fn admit(&self, value: Value) -> Result<Value, Misfit> {
+        let wrong = |v: &Value| {
+            Misfit::Type(format!(
+                "expected {}, found {} `{v}`",
+                self.ty,
+                v.value_type().map_or("null", ValueType::name)
+            ))
+        };
+        let v = match (self.ty, value) {
+            (_, Value::Null) => return Ok(Value::Null),
+            (ValueType::F64, Value::F64(f)) => Value::F64(f),
+            (ValueType::F64, Value::I64(i)) => Value::F64(i as f64),
+            (ValueType::F64, Value::Bool(b)) => Value::F64(f64::from(u8::from(b))),
+            (ValueType::I64, Value::I64(i)) => Value::I64(i),
+            (ValueType::I64, Value::F64(f))
+                if f.fract() == 0.0 && (-I64_BOUND..I64_BOUND).contains(&f) =>
+            {
+                Value::I64(f as i64)
+            }
+            (ValueType::I64, Value::Bool(b)) => Value::I64(i64::from(b)),
+            (ValueType::Bool, Value::Bool(b)) => Value::Bool(b),
+            (ValueType::Bool, v @ (Value::F64(_) | Value::I64(_))) => match v.as_f64() {
+                Some(0.0) => Value::Bool(false),
+                Some(1.0) => Value::Bool(true),
+                _ => return Err(wrong(&v)),
+            },
+            (ValueType::String, Value::String(s)) => Value::String(s),
+            (ValueType::Enum, Value::Enum(e)) => Value::Enum(e),
+            (ValueType::Enum, Value::String(s)) => {
+                match self.states.iter().position(|st| **st == *s) {
+                    Some(i) => Value::Enum(i as u16),
+                    None => return Err(wrong(&Value::String(s))),
+                }
+            }
+            (ValueType::Enum, v @ (Value::F64(_) | Value::I64(_))) => {
+                let states = if self.states.is_empty() {
+                    usize::from(u16::MAX) + 1
+                } else {
+                    self.states.len()
+                };
+                match v.as_f64() {
+                    Some(x) if x.fract() == 0.0 && x >= 0.0 && x < states as f64 => {
+                        Value::Enum(x as u16)
+                    }
+                    _ => return Err(wrong(&v)),
+                }
+            }
+            (_, v) => return Err(wrong(&v)),
+        };
+        if let (Some((lo, hi)), Value::F64(_) | Value::I64(_)) = (self.range, &v)
+            && let Some(x) = v.as_f64()
+            && !(lo..=hi).contains(&x)
+        {
+            return Err(Misfit::Range { value: x, lo, hi });
+        }
+        Ok(v)
+    }
+}
+
 /// An MQTT subscriber delivering the points bound to it.
 pub struct MqttSource {
     name: String,
     config: ValidConfig,
     clock: Clock,
     bindings: HashMap<String, TopicBinding>,
+    /// Sparkplug bindings by edge node.
+    sparkplug: HashMap<NodeKey, NodeBindings>,
+    /// Each bound point's type and range, by [`PointId`].
+    checks: Vec<PointCheck>,
     metrics: Arc<MqttMetrics>,
     status: watch::Sender<MqttStatus>,
 }
@@ -180,6 +390,8 @@ impl MqttSource {
             config,
             clock,
             bindings: HashMap::new(),
+            sparkplug: HashMap::new(),
+            checks: Vec::new(),
             metrics: Arc::new(MqttMetrics::default()),
             status: watch::Sender::new(MqttStatus::default()),
         }
@@ -195,7 +407,22 @@ impl MqttSource {
         self.status.subscribe()
     }
 
-    fn bind_one(&self, spec: &PointSpec) -> Result<(usize, String, String), String> {
+    /// The index of the first subscription whose template matches `topic`.
+    fn subscription_of(&self, topic: &str) -> Option<usize> {
+        self.config
+            .topics
+            .iter()
+            .position(|t| t.match_topic(topic).is_some())
+    }
+
+    fn bind_one(&self, spec: &PointSpec) -> Result<Binding, String> {
+        if spec
+            .address
+            .strip_prefix(NAMESPACE)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return self.bind_sparkplug(&spec.address);
+        }
         let Some((topic, point)) = spec.address.rsplit_once('#') else {
             return Err("expected `TOPIC#POINT`, found no `#`".to_owned());
         };
@@ -204,12 +431,7 @@ impl MqttSource {
                 "topic `{topic}`: expected a concrete topic without `+` or `#`"
             ));
         }
-        let Some(index) = self
-            .config
-            .topics
-            .iter()
-            .position(|t| t.match_topic(topic).is_some())
-        else {
+        let Some(index) = self.subscription_of(topic) else {
             return Err(format!(
                 "topic `{topic}`: expected a topic a subscription matches, found none"
             ));
@@ -219,7 +441,8 @@ impl MqttSource {
             PayloadFormat::Number {} => point == VALUE_POINT,
             PayloadFormat::SparkplugB {} => {
                 return Err(format!(
-                    "topic `{topic}`: sparkplug_b subscriptions cannot be bound yet"
+                    "topic `{topic}`: a sparkplug_b subscription matches it: expected an address \
+                     `spBv1.0/GROUP/EDGE[/DEVICE]#METRIC`"
                 ));
             }
         };
@@ -229,7 +452,84 @@ impl MqttSource {
                 self.config.topics[index].as_str()
             ));
         }
-        Ok((index, topic.to_owned(), point.to_owned()))
+        Ok(Binding::Topic {
+            subscription: index,
+            topic: topic.to_owned(),
+            point: point.to_owned(),
+        })
+    }
+
+    /// Binds `spBv1.0/GROUP/EDGE[/DEVICE]#METRIC`.
+    fn bind_sparkplug(&self, address: &str) -> Result<Binding, String> {
+        const FORM: &str = "`spBv1.0/GROUP/EDGE#METRIC` or `spBv1.0/GROUP/EDGE/DEVICE#METRIC`";
+        let Some((path, metric)) = address.split_once('#') else {
+            return Err(format!("expected {FORM}, found no `#`"));
+        };
+        let levels: Vec<&str> = path.split('/').collect();
+        let (group, edge, device) = match levels.as_slice() {
+            [_, g, e] => (*g, *e, None),
+            [_, g, e, d] => (*g, *e, Some(*d)),
+            _ => {
+                return Err(format!(
+                    "`{path}`: expected {FORM}, found {} topic levels",
+                    levels.len()
+                ));
+            }
+        };
+        if [group, edge]
+            .into_iter()
+            .chain(device)
+            .any(|l| l.is_empty() || l.contains('+'))
+        {
+            return Err(format!(
+                "`{path}`: expected {FORM} with non-empty levels without `+` or `#`"
+            ));
+        }
+        if metric.is_empty() {
+            return Err(format!(
+                "`{path}`: expected a metric name after `#`, found none"
+            ));
+        }
+        let node_topic = |kind: &str| format!("{NAMESPACE}/{group}/{kind}/{edge}");
+        let mut needed = vec![node_topic("NBIRTH"), node_topic("NDEATH")];
+        let data = match device {
+            None => node_topic("NDATA"),
+            Some(d) => {
+                needed.extend(["DBIRTH", "DDEATH"].map(|k| format!("{}/{d}", node_topic(k))));
+                format!("{}/{d}", node_topic("DDATA"))
+            }
+        };
+        let Some(index) = self.subscription_of(&data) else {
+            return Err(format!(
+                "expected a sparkplug_b subscription matching `{data}`, found none"
+            ));
+        };
+        let template = self.config.topics[index].as_str();
+        if !matches!(
+            self.config.config.subscriptions[index].payload,
+            PayloadFormat::SparkplugB {}
+        ) {
+            return Err(format!(
+                "`{data}` is first matched by subscription `{template}`: expected a sparkplug_b one"
+            ));
+        }
+        if let Some(missed) = needed
+            .iter()
+            .find(|t| self.subscription_of(t) != Some(index))
+        {
+            return Err(format!(
+                "subscription `{template}` does not receive `{missed}`: expected a topic that \
+                 matches births and deaths too, e.g. `spBv1.0/{{group}}/#`"
+            ));
+        }
+        Ok(Binding::Sparkplug {
+            node: NodeKey {
+                group: group.to_owned(),
+                node: edge.to_owned(),
+            },
+            device: device.map(str::to_owned),
+            metric: metric.to_owned(),
+        })
     }
 }
 
@@ -241,6 +541,7 @@ impl SampleSource for MqttSource {
     fn bind(&mut self, points: Vec<PointSpec>) -> Result<(), Vec<BindError>> {
         let mut errors = Vec::new();
         let mut bindings: HashMap<String, TopicBinding> = HashMap::new();
+        let mut sparkplug: HashMap<NodeKey, NodeBindings> = HashMap::new();
         for (i, spec) in points.iter().enumerate() {
             let error = |message: String| BindError {
                 source_name: self.name.clone(),
@@ -249,26 +550,48 @@ impl SampleSource for MqttSource {
                 address: spec.address.clone(),
                 message,
             };
-            match self.bind_one(spec) {
-                Ok((subscription, topic, point)) => {
+            let id = PointId(i as u32);
+            let (points, point) = match self.bind_one(spec) {
+                Ok(Binding::Topic {
+                    subscription,
+                    topic,
+                    point,
+                }) => {
                     let entry = bindings.entry(topic).or_insert_with(|| TopicBinding {
                         subscription,
                         points: HashMap::new(),
                     });
-                    let id = PointId(i as u32);
-                    if entry.points.insert(point.clone(), id).is_some() {
-                        errors.push(error(format!(
-                            "point `{point}` is bound twice: expected one binding per address"
-                        )));
-                    }
+                    (&mut entry.points, point)
                 }
-                Err(message) => errors.push(error(message)),
+                Ok(Binding::Sparkplug {
+                    node,
+                    device,
+                    metric,
+                }) => (
+                    sparkplug
+                        .entry(node)
+                        .or_default()
+                        .entry(device)
+                        .or_default(),
+                    metric,
+                ),
+                Err(message) => {
+                    errors.push(error(message));
+                    continue;
+                }
+            };
+            if points.insert(point.clone(), id).is_some() {
+                errors.push(error(format!(
+                    "point `{point}` is bound twice: expected one binding per address"
+                )));
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         self.bindings = bindings;
+        self.sparkplug = sparkplug;
+        self.checks = points.iter().map(PointCheck::of).collect();
         Ok(())
     }
 
@@ -281,32 +604,47 @@ impl SampleSource for MqttSource {
     }
 }
 
-/// Packet ids of QoS 1 publishes applied on the current connection, bounded.
-#[derive(Debug, Default)]
-struct RecentPkids {
-    order: VecDeque<u16>,
-    set: HashSet<u16>,
+/// The last `capacity` distinct keys recorded, oldest forgotten first.
+#[derive(Debug)]
+struct Recent<T> {
+    capacity: usize,
+    order: VecDeque<T>,
+    set: HashSet<T>,
 }
 
-impl RecentPkids {
-    fn clear(&mut self) {
-        self.order.clear();
-        self.set.clear();
+impl<T: Copy + Eq + Hash> Recent<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity + 1),
+            set: HashSet::with_capacity(capacity + 1),
+        }
     }
 
-    /// Records `pkid`; false if it was already there.
-    fn insert(&mut self, pkid: u16) -> bool {
-        if !self.set.insert(pkid) {
+    /// Records `key`; false if it was already there.
+    fn insert(&mut self, key: T) -> bool {
+        if !self.set.insert(key) {
             return false;
         }
-        self.order.push_back(pkid);
-        if self.order.len() > RECENT_PKIDS
+        self.order.push_back(key);
+        if self.order.len() > self.capacity
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
         }
         true
     }
+}
+
+/// A 64-bit digest of a publish's topic and payload, to recognise a
+/// redelivery on a later connection, where packet ids start afresh.
+fn digest(topic: &str, payload: &[u8]) -> u64 {
+    // SipHash with fixed keys: the same on every run, and collisions among
+    // a few thousand recent messages are out of reach (about 2^-40).
+    let mut h = std::hash::DefaultHasher::new();
+    topic.hash(&mut h);
+    payload.hash(&mut h);
+    h.finish()
 }
 
 fn qos(q: Qos) -> QoS {
@@ -321,9 +659,23 @@ struct Running {
     sink: Arc<dyn SampleSink>,
     client: AsyncClient,
     seq: u64,
-    pkids: RecentPkids,
+    /// Digests of recent QoS 1 publishes, kept across connections.
+    digests: Recent<u64>,
     pending_subacks: usize,
     connections: u64,
+    /// Sparkplug host state of every edge node heard from.
+    host: Host,
+    /// When a rebirth was last requested of a node that has not rebirthed
+    /// since.
+    rebirths: HashMap<NodeKey, Timestamp>,
+}
+
+/// Where a publish goes.
+enum Route {
+    Topic,
+    Sparkplug,
+    Unbound,
+    Unknown,
 }
 
 impl MqttSource {
@@ -332,6 +684,10 @@ impl MqttSource {
         let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
         o.set_keep_alive(c.keep_alive);
         o.set_clean_session(c.clean_session);
+        // rumqttc drops the connection on a packet over its limit (10 KiB
+        // unless set): take packets well past the payload limit, so an
+        // oversized payload is counted and skipped, not fatal.
+        o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if let Some(user) = &c.username {
             o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
         }
@@ -399,9 +755,11 @@ impl Running {
             sink,
             client,
             seq: 0,
-            pkids: RecentPkids::default(),
+            digests: Recent::new(RECENT_DIGESTS),
             pending_subacks: 0,
             connections: 0,
+            host: Host::new(),
+            rebirths: HashMap::new(),
         }
     }
 
@@ -428,7 +786,6 @@ impl Running {
         if self.connections > 1 {
             MqttMetrics::bump(&src.metrics.reconnects, 1);
         }
-        self.pkids.clear();
         tracing::info!(source = %src.name, connections = self.connections, "mqtt connected");
         self.pending_subacks = 0;
         for (sub, template) in src
@@ -468,27 +825,67 @@ impl Running {
             }
             .emit(m)
         };
-        if publish.qos == QoS::AtLeastOnce && !self.pkids.insert(publish.pkid) && publish.dup {
-            reject(
-                RejectKind::Duplicate,
-                &format_args!("packet id {}", publish.pkid),
-            );
-            return Ok(());
+        if publish.qos == QoS::AtLeastOnce {
+            // A redelivery (DUP set) is dropped if its topic and payload
+            // came recently, on this connection or an earlier one: rumqttc
+            // acknowledges on receipt, so an ack lost with the connection
+            // brings the message back on the next one. Packet ids do not
+            // tell: publishes of the old connection still buffered in
+            // rumqttc are handled after the new ConnAck, and the broker
+            // reuses their ids for other messages. A DUP=0 publish is always
+            // applied.
+            let new = self.digests.insert(digest(topic, &publish.payload));
+            if publish.dup && !new {
+                reject(
+                    RejectKind::Duplicate,
+                    &format_args!("packet id {}", publish.pkid),
+                );
+                return Ok(());
+            }
         }
-        let Some(binding) = src.bindings.get(topic) else {
-            if src
-                .config
-                .topics
-                .iter()
-                .any(|t| t.match_topic(topic).is_some())
-            {
+        let route = if src.bindings.contains_key(topic) {
+            Route::Topic
+        } else {
+            match src.subscription_of(topic) {
+                Some(i) => match src.config.config.subscriptions[i].payload {
+                    PayloadFormat::SparkplugB {} => Route::Sparkplug,
+                    _ => Route::Unbound,
+                },
+                None => Route::Unknown,
+            }
+        };
+        match route {
+            Route::Topic => self.topic_publish(&publish),
+            Route::Sparkplug => self.sparkplug_publish(&publish),
+            Route::Unbound => {
                 reject(RejectKind::UnboundTopic, &"no binding names this topic");
-            } else {
+                Ok(())
+            }
+            Route::Unknown => {
                 reject(
                     RejectKind::UnknownTopic,
                     &"no subscription template matches",
                 );
+                Ok(())
             }
+        }
+    }
+
+    /// A JSON or number publish on a bound topic.
+    fn topic_publish(&mut self, publish: &Publish) -> Result<(), SourceError> {
+        let src = &self.source;
+        let m = &src.metrics;
+        let topic = publish.topic.as_str();
+        let reject = |kind, detail: &dyn fmt::Display| {
+            Rejected {
+                source: &src.name,
+                topic,
+                kind,
+                detail,
+            }
+            .emit(m)
+        };
+        let Some(binding) = src.bindings.get(topic) else {
             return Ok(());
         };
         let decoded = match &src.config.config.subscriptions[binding.subscription].payload {
@@ -500,8 +897,8 @@ impl Running {
                 DEFAULT_MAX_PAYLOAD,
             ),
             PayloadFormat::Number {} => decode_number(topic, &publish.payload, DEFAULT_MAX_PAYLOAD),
-            // Bind refuses Sparkplug B topics, so none has a binding.
-            PayloadFormat::SparkplugB {} => Ok(Decoded::default()),
+            // A Sparkplug topic has no topic binding: `publish` routes it.
+            PayloadFormat::SparkplugB {} => return Ok(()),
         };
         let decoded = match decoded {
             Ok(d) => d,
@@ -516,12 +913,35 @@ impl Running {
             .filter(|p| binding.points.contains_key(*p))
             .count();
         MqttMetrics::bump(&m.missing_points, missing as u64);
+        for (point, found) in &decoded.wrong_type {
+            match binding.points.get(point) {
+                Some(&id) => reject(
+                    RejectKind::Type,
+                    &format_args!(
+                        "point `{point}`: expected {}, found {found}",
+                        src.checks[id.0 as usize].ty
+                    ),
+                ),
+                None => reject(RejectKind::UnboundPoint, &format_args!("point `{point}`")),
+            }
+        }
         let arrival = src.clock.now();
         let mut batch = Vec::with_capacity(decoded.points.len());
         for (point, value, ts) in decoded.points {
             let Some(&id) = binding.points.get(&point) else {
                 reject(RejectKind::UnboundPoint, &format_args!("point `{point}`"));
                 continue;
+            };
+            let value = match src.checks[id.0 as usize].admit(value) {
+                Ok(v) => v,
+                Err(misfit) => {
+                    let kind = match misfit {
+                        Misfit::Type(_) => RejectKind::Type,
+                        Misfit::Range { .. } => RejectKind::OutOfRange,
+                    };
+                    reject(kind, &format_args!("point `{point}`: {misfit}"));
+                    continue;
+                }
             };
             self.seq += 1;
             batch.push(Sample {
@@ -532,15 +952,222 @@ impl Running {
                 seq: self.seq,
             });
         }
+        self.deliver(batch, arrival)
+    }
+
+    fn deliver(&mut self, batch: Vec<Sample>, arrival: Timestamp) -> Result<(), SourceError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let src = &self.source;
         let n = batch.len() as u64;
         self.sink
             .deliver(batch, arrival)
             .map_err(|_| SourceError::SinkClosed(src.name.clone()))?;
-        MqttMetrics::bump(&m.samples, n);
+        MqttMetrics::bump(&src.metrics.samples, n);
         Ok(())
+    }
+
+    /// A publish on a Sparkplug B subscription: through the host state
+    /// machine, then samples, bad marks and rebirth requests.
+    fn sparkplug_publish(&mut self, publish: &Publish) -> Result<(), SourceError> {
+        let topic = publish.topic.as_str();
+        let decoded = if publish.payload.len() > DEFAULT_MAX_PAYLOAD {
+            Err(SparkplugError::Decode {
+                topic: topic.to_owned(),
+                reason: format!(
+                    "{} bytes: expected at most {DEFAULT_MAX_PAYLOAD}",
+                    publish.payload.len()
+                ),
+            })
+        } else {
+            SparkplugTopic::parse(topic).and_then(|t| {
+                sparkplug::Payload::decode(publish.payload.as_ref())
+                    .map(|p| (t, p))
+                    .map_err(|e| SparkplugError::Decode {
+                        topic: topic.to_owned(),
+                        reason: e.to_string(),
+                    })
+            })
+        };
+        let actions = decoded.and_then(|(t, p)| {
+            let kind = t.kind;
+            self.host.handle_payload(topic, &t, p).map(|a| (kind, a))
+        });
+        let src = &self.source;
+        let m = &src.metrics;
+        let (kind, actions) = match actions {
+            Ok(ka) => ka,
+            Err(e) => {
+                Rejected {
+                    source: &src.name,
+                    topic,
+                    kind: RejectKind::Decode,
+                    detail: &e,
+                }
+                .emit(m);
+                return Ok(());
+            }
+        };
+        let refused = actions.iter().any(|a| matches!(a, Action::Rebirth { .. }));
+        let marks_bad = actions.iter().any(|a| matches!(a, Action::MarkBad { .. }));
+        match kind {
+            MessageType::NBirth | MessageType::DBirth if !refused => {
+                MqttMetrics::bump(&m.sparkplug_births, 1);
+                tracing::info!(source = %src.name, topic, "sparkplug birth");
+            }
+            MessageType::NDeath | MessageType::DDeath if !refused => {
+                if marks_bad {
+                    MqttMetrics::bump(&m.sparkplug_deaths, 1);
+                    tracing::info!(source = %src.name, topic, "sparkplug death");
+                } else {
+                    MqttMetrics::bump(&m.sparkplug_stale_deaths, 1);
+                    tracing::debug!(source = %src.name, topic, "stale sparkplug death ignored");
+                }
+            }
+            _ => {}
+        }
+        if kind == MessageType::NBirth && !refused {
+            let t = SparkplugTopic::parse(topic).expect("parsed above");
+            self.rebirths.remove(&t.node);
+        }
+        let arrival = src.clock.now();
+        let mut batch = Vec::new();
+        let mut marked: HashSet<PointId> = HashSet::new();
+        let mut rebirth_of = None;
+        for action in actions {
+            match action {
+                Action::Samples {
+                    node,
+                    device,
+                    metrics,
+                    skipped,
+                } => {
+                    let bound = src.sparkplug.get(&node).and_then(|d| d.get(&device));
+                    for (name, value, ts) in metrics {
+                        let Some(&id) = bound.and_then(|b| b.get(&name)) else {
+                            if name != BD_SEQ {
+                                MqttMetrics::bump(&m.rejected_unbound_point, 1);
+                            }
+                            continue;
+                        };
+                        if value == Value::Null {
+                            MqttMetrics::bump(&m.missing_points, 1);
+                            continue;
+                        }
+                        let value = match src.checks[id.0 as usize].admit(value) {
+                            Ok(v) => v,
+                            Err(misfit) => {
+                                let kind = match misfit {
+                                    Misfit::Type(_) => RejectKind::Type,
+                                    Misfit::Range { .. } => RejectKind::OutOfRange,
+                                };
+                                Rejected {
+                                    source: &src.name,
+                                    topic,
+                                    kind,
+                                    detail: &format_args!("metric `{name}`: {misfit}"),
+                                }
+                                .emit(m);
+                                continue;
+                            }
+                        };
+                        self.seq += 1;
+                        batch.push(Sample {
+                            point: id,
+                            value,
+                            source_ts: ts.unwrap_or(arrival),
+                            quality: Quality::Good,
+                            seq: self.seq,
+                        });
+                    }
+                    if !skipped.is_empty() {
+                        MqttMetrics::bump(&m.sparkplug_unreadable_metrics, skipped.len() as u64);
+                        tracing::debug!(
+                            source = %src.name,
+                            topic,
+                            "sparkplug metrics skipped, value not readable: {}",
+                            skipped.join(", ")
+                        );
+                    }
+                }
+                Action::MarkBad { node, device } => {
+                    let Some(devices) = src.sparkplug.get(&node) else {
+                        continue;
+                    };
+                    // A node's death takes its devices with it.
+                    let ids = devices
+                        .iter()
+                        .filter(|(d, _)| device.is_none() || **d == device)
+                        .flat_map(|(_, points)| points.values().copied());
+                    for id in ids {
+                        if marked.insert(id) {
+                            self.seq += 1;
+                            batch.push(Sample {
+                                point: id,
+                                value: Value::Null,
+                                source_ts: arrival,
+                                quality: Quality::Bad(Reason::CommFailure),
+                                seq: self.seq,
+                            });
+                        }
+                    }
+                }
+                Action::Rebirth { node, reason } => {
+                    let counter = match &reason {
+                        RebirthReason::SeqGap { .. } => &m.sparkplug_seq_gaps,
+                        RebirthReason::UnknownMetric(_) => &m.sparkplug_unknown_metrics,
+                        RebirthReason::NodeNotBorn | RebirthReason::DeviceNotBorn(_) => {
+                            &m.sparkplug_not_born
+                        }
+                    };
+                    MqttMetrics::bump(counter, 1);
+                    tracing::debug!(
+                        source = %src.name,
+                        topic,
+                        "sparkplug message not applied: {reason:?}"
+                    );
+                    rebirth_of = Some((node, reason));
+                }
+            }
+        }
+        if let Some((node, reason)) = rebirth_of {
+            self.request_rebirth(node, &reason, arrival);
+        }
+        self.deliver(batch, arrival)
+    }
+
+    /// Publishes a rebirth request to `node`, unless one went out less than
+    /// [`REBIRTH_HOLDOFF`] ago and the node has not rebirthed since.
+    fn request_rebirth(&mut self, node: NodeKey, reason: &RebirthReason, now: Timestamp) {
+        if self
+            .rebirths
+            .get(&node)
+            .is_some_and(|&last| now.since(last) < REBIRTH_HOLDOFF)
+        {
+            return;
+        }
+        let src = &self.source;
+        let (topic, payload) = sparkplug::rebirth_request(&node, now);
+        match self
+            .client
+            .try_publish(topic.clone(), QoS::AtMostOnce, false, payload)
+        {
+            Ok(()) => {
+                MqttMetrics::bump(&src.metrics.sparkplug_rebirth_requests, 1);
+                tracing::info!(
+                    source = %src.name,
+                    topic,
+                    "sparkplug rebirth requested: {reason:?}"
+                );
+                self.rebirths.insert(node, now);
+            }
+            Err(e) => tracing::warn!(
+                source = %src.name,
+                topic,
+                "sparkplug rebirth request not sent, retried on the next message: {e}"
+            ),
+        }
     }
 }
 
@@ -677,44 +1304,335 @@ mod tests {
             r#"{"f": 3}"#,
         )))
         .unwrap();
-        // A new connection forgets the ids: a redelivery of 7 applies again.
+        // On a new connection too, a redelivery
+        // of 7 is recognised by its topic and payload; a redelivery of a
+        // message never seen applies.
         run.incoming(Packet::ConnAck(rumqttc::ConnAck::new(
             rumqttc::ConnectReturnCode::Success,
             false,
         )))
         .unwrap();
         p.dup = true;
+        run.incoming(Packet::Publish(p.clone())).unwrap();
+        p.pkid = 8;
+        p.payload = r#"{"t": 4}"#.into();
         run.incoming(Packet::Publish(p)).unwrap();
 
         let samples = sink.0.lock().unwrap();
-        assert_eq!(samples.len(), 3);
+        let values: Vec<Value> = samples.iter().map(|x| x.value.clone()).collect();
+        assert_eq!(values, [2.0, 2.0, 4.0].map(Value::F64));
         assert!(samples.iter().all(|x| x.point == PointId(0)
-            && x.value == Value::F64(2.0)
             && x.quality == Quality::Good
             && x.source_ts == Timestamp::from_millis(1000)));
         assert_eq!(samples.iter().map(|x| x.seq).collect::<Vec<_>>(), [1, 2, 3]);
         let get = MqttMetrics::get;
-        assert_eq!(get(&metrics.messages), 7);
+        assert_eq!(get(&metrics.messages), 8);
         assert_eq!(get(&metrics.samples), 3);
-        assert_eq!(get(&metrics.rejected_duplicate), 1);
+        assert_eq!(get(&metrics.rejected_duplicate), 2);
         assert_eq!(get(&metrics.rejected_unknown_topic), 1);
         assert_eq!(get(&metrics.rejected_decode), 1);
-        assert_eq!(get(&metrics.rejected_unbound_point), 4);
+        assert_eq!(get(&metrics.rejected_unbound_point), 3);
         assert_eq!(get(&metrics.missing_points), 1);
         assert_eq!(get(&metrics.reconnects), 1);
     }
 
     #[test]
-    fn recent_pkids_are_bounded_and_forget_the_oldest() {
-        let mut r = RecentPkids::default();
+    fn sparkplug_addresses_bind_by_node_device_and_metric() {
+        let config: MqttConfig = toml::from_str(
+            r#"
+            host = "127.0.0.1"
+            client_id = "unit"
+            [[subscriptions]]
+            topic = "spBv1.0/only/NDATA/{node}"
+            payload = { format = "sparkplug_b" }
+            [[subscriptions]]
+            topic = "spBv1.0/{group}/#"
+            payload = { format = "sparkplug_b" }
+            "#,
+        )
+        .unwrap();
+        let mut s = MqttSource::new(
+            "mqtt",
+            config.validate().unwrap(),
+            Clock::manual(Timestamp::from_millis(0)),
+        );
+        s.bind(vec![
+            spec("spBv1.0/g/n#Node Control/Rebirth"),
+            spec("spBv1.0/g/n/d#temp#2"),
+            spec("spBv1.0/g/n/e#temp"),
+        ])
+        .expect("binds");
+        assert_eq!(s.sparkplug.len(), 1);
+        let node = &s.sparkplug[&NodeKey {
+            group: "g".into(),
+            node: "n".into(),
+        }];
+        assert_eq!(node[&None]["Node Control/Rebirth"], PointId(0));
+        assert_eq!(node[&Some("d".to_owned())]["temp#2"], PointId(1));
+        let errors = s
+            .bind(vec![
+                spec("spBv1.0/g#temp"),
+                spec("spBv1.0/g/n/d/x#temp"),
+                spec("spBv1.0/g/+#temp"),
+                spec("spBv1.0/g/n#"),
+                spec("spBv1.0/g/n"),
+                spec("spBv1.0/only/n#temp"),
+                spec("spBv1.0/g/n#t"),
+                spec("spBv1.0/g/n#t"),
+            ])
+            .unwrap_err();
+        let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(
+            messages,
+            [
+                "`spBv1.0/g`: expected `spBv1.0/GROUP/EDGE#METRIC` or `spBv1.0/GROUP/EDGE/DEVICE#METRIC`, found 2 topic levels",
+                "`spBv1.0/g/n/d/x`: expected `spBv1.0/GROUP/EDGE#METRIC` or `spBv1.0/GROUP/EDGE/DEVICE#METRIC`, found 5 topic levels",
+                "`spBv1.0/g/+`: expected `spBv1.0/GROUP/EDGE#METRIC` or `spBv1.0/GROUP/EDGE/DEVICE#METRIC` with non-empty levels without `+` or `#`",
+                "`spBv1.0/g/n`: expected a metric name after `#`, found none",
+                "expected `spBv1.0/GROUP/EDGE#METRIC` or `spBv1.0/GROUP/EDGE/DEVICE#METRIC`, found no `#`",
+                "subscription `spBv1.0/only/NDATA/{node}` does not receive `spBv1.0/only/NBIRTH/n`: expected a topic that matches births and deaths too, e.g. `spBv1.0/{group}/#`",
+                "point `t` is bound twice: expected one binding per address",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_are_checked_against_type_and_range() {
+        let check = |ty, range, states: &[&str]| PointCheck {
+            ty,
+            range,
+            states: states.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let f = check(ValueType::F64, Some((0.0, 10.0)), &[]);
+        assert_eq!(f.admit(Value::F64(10.0)), Ok(Value::F64(10.0)));
+        assert_eq!(f.admit(Value::I64(3)), Ok(Value::F64(3.0)));
+        assert_eq!(f.admit(Value::Bool(true)), Ok(Value::F64(1.0)));
+        assert_eq!(
+            f.admit(Value::F64(10.5)).unwrap_err().to_string(),
+            "expected a value from 0 to 10, found 10.5"
+        );
+        assert_eq!(
+            f.admit(Value::String("7".into())).unwrap_err().to_string(),
+            "expected f64, found string `\"7\"`"
+        );
+        let i = check(ValueType::I64, None, &[]);
+        assert_eq!(i.admit(Value::F64(-4.0)), Ok(Value::I64(-4)));
+        assert!(matches!(i.admit(Value::F64(0.5)), Err(Misfit::Type(_))));
+        assert!(matches!(i.admit(Value::F64(1e19)), Err(Misfit::Type(_))));
+        let b = check(ValueType::Bool, Some((0.0, 0.5)), &[]);
+        assert_eq!(
+            b.admit(Value::F64(1.0)),
+            Ok(Value::Bool(true)),
+            "no range on bools"
+        );
+        assert_eq!(b.admit(Value::I64(0)), Ok(Value::Bool(false)));
+        assert!(matches!(b.admit(Value::F64(7.0)), Err(Misfit::Type(_))));
+        let e = check(ValueType::Enum, None, &["off", "on"]);
+        assert_eq!(e.admit(Value::String("on".into())), Ok(Value::Enum(1)));
+        assert_eq!(e.admit(Value::F64(0.0)), Ok(Value::Enum(0)));
+        assert!(matches!(e.admit(Value::F64(2.0)), Err(Misfit::Type(_))));
+        assert!(matches!(
+            e.admit(Value::String("auto".into())),
+            Err(Misfit::Type(_))
+        ));
+        let st = check(ValueType::String, None, &[]);
+        assert!(matches!(st.admit(Value::F64(1.0)), Err(Misfit::Type(_))));
+    }
+
+    #[test]
+    fn json_points_are_rejected_one_by_one() {
+        let mut s = source();
+        let mut temp = spec("plant/s1/p1/telemetry#temp");
+        temp.range = Some((0.0, 100.0));
+        s.bind(vec![temp, spec("plant/s1/p1/telemetry#flow")])
+            .unwrap();
+        let metrics = s.metrics();
+        let (client, _eventloop) = AsyncClient::new(s.options(), 16);
+        let sink = Arc::new(VecSink::default());
+        let mut run = Running::new(s, sink.clone(), client);
+        for payload in [
+            r#"{"t": 101, "f": 1}"#,
+            r#"{"t": "hot", "f": 2}"#,
+            r#"{"t": {"x": 1}, "f": 3}"#,
+            r#"{"t": 50, "f": [4]}"#,
+        ] {
+            run.incoming(Packet::Publish(Publish::new(
+                "plant/s1/p1/telemetry",
+                QoS::AtMostOnce,
+                payload,
+            )))
+            .unwrap();
+        }
+        let got: Vec<(PointId, Value)> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| (x.point, x.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (PointId(1), Value::F64(1.0)),
+                (PointId(1), Value::F64(2.0)),
+                (PointId(1), Value::F64(3.0)),
+                (PointId(0), Value::F64(50.0)),
+            ]
+        );
+        let get = MqttMetrics::get;
+        assert_eq!(get(&metrics.rejected_out_of_range), 1);
+        assert_eq!(get(&metrics.rejected_type), 3);
+        assert_eq!(get(&metrics.rejected_decode), 0);
+        assert_eq!(get(&metrics.samples), 4);
+    }
+
+    #[test]
+    fn sparkplug_births_data_gaps_and_deaths() {
+        use crate::mqtt::sparkplug::{Metric, MetricValue, Payload, datatype};
+        let config: MqttConfig = toml::from_str(
+            r#"
+            host = "127.0.0.1"
+            client_id = "unit"
+            [[subscriptions]]
+            topic = "spBv1.0/{group}/#"
+            payload = { format = "sparkplug_b" }
+            "#,
+        )
+        .unwrap();
+        let clock = Clock::manual(Timestamp::from_millis(1_000));
+        let mut s = MqttSource::new("mqtt", config.validate().unwrap(), clock.clone());
+        s.bind(vec![
+            spec("spBv1.0/g/n#temp"),
+            spec("spBv1.0/g/n/d#speed"),
+            spec("spBv1.0/g/n/never#x"),
+        ])
+        .unwrap();
+        let metrics = s.metrics();
+        let (client, _eventloop) = AsyncClient::new(s.options(), 16);
+        let sink = Arc::new(VecSink::default());
+        let mut run = Running::new(s, sink.clone(), client);
+        let metric = |name: Option<&str>, alias: u64, v: MetricValue| Metric {
+            name: name.map(str::to_owned),
+            alias: Some(alias),
+            datatype: name.map(|_| datatype::DOUBLE),
+            value: Some(v),
+            ..Metric::default()
+        };
+        let bd = |v: u64| Metric {
+            name: Some("bdSeq".into()),
+            datatype: Some(datatype::INT64),
+            value: Some(MetricValue::LongValue(v)),
+            ..Metric::default()
+        };
+        let mut send = |topic: &str, seq: Option<u64>, metrics: Vec<Metric>| {
+            let payload = Payload {
+                timestamp: Some(5),
+                metrics,
+                seq,
+            };
+            run.incoming(Packet::Publish(Publish::new(
+                topic,
+                QoS::AtMostOnce,
+                payload.encode_to_vec(),
+            )))
+            .unwrap();
+        };
+        let get = |c: &AtomicU64| MqttMetrics::get(c);
+        let temp = |v: f64| metric(None, 1, MetricValue::DoubleValue(v));
+
+        // Before a birth: not applied, one rebirth request per holdoff.
+        send("spBv1.0/g/NDATA/n", Some(7), vec![temp(1.0)]);
+        send("spBv1.0/g/NDATA/n", Some(8), vec![temp(1.0)]);
+        assert_eq!(get(&metrics.sparkplug_not_born), 2);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 1);
+        clock.advance(REBIRTH_HOLDOFF);
+        send("spBv1.0/g/NDATA/n", Some(9), vec![temp(1.0)]);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 2);
+
+        // Births and data by alias.
+        let birth_temp = metric(Some("temp"), 1, MetricValue::DoubleValue(20.0));
+        send(
+            "spBv1.0/g/NBIRTH/n",
+            Some(0),
+            vec![bd(1), birth_temp.clone()],
+        );
+        let speed = metric(Some("speed"), 2, MetricValue::DoubleValue(1.5));
+        send("spBv1.0/g/DBIRTH/n/d", Some(1), vec![speed]);
+        send("spBv1.0/g/NDATA/n", Some(2), vec![temp(21.0)]);
+        // An unknown alias: the node goes bad, and a rebirth is asked for
+        // at once (the birth ended the holdoff).
+        send(
+            "spBv1.0/g/NDATA/n",
+            Some(3),
+            vec![temp(21.0), metric(None, 9, MetricValue::DoubleValue(0.0))],
+        );
+        assert_eq!(get(&metrics.sparkplug_unknown_metrics), 1);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 3);
+        // Rebirth, a stale death, a gap, another rebirth, the real death.
+        send(
+            "spBv1.0/g/NBIRTH/n",
+            Some(0),
+            vec![bd(2), birth_temp.clone()],
+        );
+        send("spBv1.0/g/NDEATH/n", None, vec![bd(1)]);
+        send("spBv1.0/g/NDATA/n", Some(5), vec![temp(22.0)]);
+        assert_eq!(get(&metrics.sparkplug_seq_gaps), 1);
+        send("spBv1.0/g/NBIRTH/n", Some(0), vec![bd(2), birth_temp]);
+        send("spBv1.0/g/NDEATH/n", None, vec![bd(2)]);
+
+        let got: Vec<(u32, Value, Quality, i64)> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x.point.0,
+                    x.value.clone(),
+                    x.quality,
+                    x.source_ts.as_millis(),
+                )
+            })
+            .collect();
+        let good = |p: u32, v: f64| (p, Value::F64(v), Quality::Good, 5);
+        let bad = |p: u32| (p, Value::Null, Quality::Bad(Reason::CommFailure), 3_000);
+        assert_eq!(
+            got,
+            [
+                good(0, 20.0),
+                good(1, 1.5),
+                good(0, 21.0),
+                bad(0),
+                bad(1),
+                bad(2),
+                good(0, 20.0),
+                bad(0),
+                bad(1),
+                bad(2),
+                good(0, 20.0),
+                bad(0),
+                bad(1),
+                bad(2),
+            ]
+        );
+        assert_eq!(get(&metrics.sparkplug_births), 4);
+        assert_eq!(get(&metrics.sparkplug_deaths), 1);
+        assert_eq!(get(&metrics.sparkplug_stale_deaths), 1);
+        assert_eq!(get(&metrics.sparkplug_rebirth_requests), 4);
+        assert_eq!(get(&metrics.rejected_decode), 0);
+    }
+
+    #[test]
+    fn recent_keys_are_bounded_and_forget_the_oldest() {
+        const CAP: usize = 256;
+        let mut r = Recent::new(CAP);
         assert!(r.insert(1));
         assert!(!r.insert(1));
-        for p in 2..=(RECENT_PKIDS as u16 + 1) {
+        for p in 2..=(CAP as u16 + 1) {
             assert!(r.insert(p));
         }
-        assert_eq!(r.set.len(), RECENT_PKIDS);
-        assert!(r.insert(1), "the oldest id was forgotten");
-        r.clear();
-        assert!(r.insert(5));
+        assert_eq!(r.set.len(), CAP);
+        assert!(r.insert(1), "the oldest key was forgotten");
+        assert!(!r.insert(CAP as u16 + 1));
     }
 }

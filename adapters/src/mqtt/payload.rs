@@ -2,9 +2,11 @@
 //!
 //! [`decode_json`] reads each configured point at its JSON pointer;
 //! [`decode_number`] reads a payload that is one value as text. A point whose
-//! pointer finds nothing (or `null`) is reported in [`Decoded::missing`], not
-//! as an error; anything else that does not fit is one [`PayloadError`] for
-//! the whole payload, naming the topic and what was expected and found.
+//! pointer finds nothing (or `null`) is reported in [`Decoded::missing`], and
+//! one that finds an object or an array in [`Decoded::wrong_type`], not as an
+//! error, so the other points of the payload still count; anything else that
+//! does not fit is one [`PayloadError`] for the whole payload, naming the
+//! topic and what was expected and found.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +31,9 @@ pub struct Decoded {
     pub points: Vec<(String, Value, Option<Timestamp>)>,
     /// Points whose pointer found nothing or `null`, in name order.
     pub missing: Vec<String>,
+    /// Points whose pointer found an object or an array, with a description
+    /// of what was found, in name order.
+    pub wrong_type: Vec<(String, String)>,
 }
 
 /// Why a payload could not be decoded.
@@ -42,15 +47,6 @@ pub enum PayloadError {
     },
     #[error("topic `{topic}`: expected a JSON document, found malformed JSON ({reason})")]
     Malformed { topic: String, reason: String },
-    #[error(
-        "topic `{topic}`: point `{point}` at `{pointer}`: expected a number, boolean or string, found {found}"
-    )]
-    WrongType {
-        topic: String,
-        point: String,
-        pointer: String,
-        found: String,
-    },
     #[error("topic `{topic}`: point `{point}`: expected a finite number, found `{found}`")]
     NonFinite {
         topic: String,
@@ -138,12 +134,8 @@ pub fn decode_json(
                 }
             },
             Some(other) => {
-                return Err(PayloadError::WrongType {
-                    topic: topic.to_owned(),
-                    point: point.clone(),
-                    pointer: pointer.clone(),
-                    found: describe(other),
-                });
+                out.wrong_type.push((point.clone(), describe(other)));
+                continue;
             }
         };
         out.points.push((point.clone(), value, ts));
@@ -210,7 +202,7 @@ pub fn decode_number(topic: &str, payload: &[u8], limit: usize) -> Result<Decode
     };
     Ok(Decoded {
         points: vec![(VALUE_POINT.to_owned(), value, None)],
-        missing: Vec::new(),
+        ..Decoded::default()
     })
 }
 
@@ -349,6 +341,24 @@ mod tests {
     }
 
     #[test]
+    fn objects_and_arrays_are_wrong_types_of_their_points_only() {
+        let d = json(
+            r#"{"t": {"x": 1}, "u": [1, 2], "v": 3}"#,
+            &[("a", "/t"), ("b", "/u"), ("c", "/v")],
+            None,
+        )
+        .expect("decodes");
+        assert_eq!(d.points, vec![("c".to_owned(), Value::F64(3.0), None)]);
+        assert_eq!(
+            d.wrong_type,
+            [
+                ("a".to_owned(), "an object of 1 fields".to_owned()),
+                ("b".to_owned(), "an array of 2 elements".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
     fn json_timestamps() {
         let at = |v: &str| {
             json(
@@ -400,18 +410,6 @@ mod tests {
             json("{\"t\": ", &[("a", "/t")], None),
             Err(format!(
                 "{t}: expected a JSON document, found malformed JSON (EOF while parsing a value at line 1 column 6)"
-            ))
-        );
-        assert_eq!(
-            json(r#"{"t": {"x": 1}}"#, &[("a", "/t")], None),
-            Err(format!(
-                "{t}: point `a` at `/t`: expected a number, boolean or string, found an object of 1 fields"
-            ))
-        );
-        assert_eq!(
-            json(r#"{"t": [1, 2]}"#, &[("a", "/t")], None),
-            Err(format!(
-                "{t}: point `a` at `/t`: expected a number, boolean or string, found an array of 2 elements"
             ))
         );
         assert_eq!(
@@ -549,7 +547,6 @@ mod tests {
         match e {
             PayloadError::TooLarge { .. } => "too_large",
             PayloadError::Malformed { .. } => "malformed",
-            PayloadError::WrongType { .. } => "wrong_type",
             PayloadError::NonFinite { .. } => "non_finite",
             PayloadError::NotANumber { .. } => "not_a_number",
             PayloadError::BadTimestamp { .. } => "bad_timestamp",
@@ -566,6 +563,7 @@ mod tests {
         let pts = points(&[("a", "/a"), ("b", "/b/0"), ("c", "/1/a"), ("whole", "")]);
         let mut json_counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut number_counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut wrong_type_payloads = 0;
         for i in 0..N {
             let payload = strategy
                 .new_tree(&mut runner)
@@ -579,7 +577,11 @@ mod tests {
                 .entry(outcome.as_ref().map_or_else(kind, |_| "ok"))
                 .or_default() += 1;
             if let Ok(d) = &outcome {
-                assert_eq!(d.points.len() + d.missing.len(), pts.len());
+                assert_eq!(
+                    d.points.len() + d.missing.len() + d.wrong_type.len(),
+                    pts.len()
+                );
+                wrong_type_payloads += usize::from(!d.wrong_type.is_empty());
             }
             let outcome = decode_number(TOPIC, &payload, limit);
             *number_counts
@@ -592,13 +594,8 @@ mod tests {
             N,
             "{number_counts:?}"
         );
-        for k in [
-            "ok",
-            "too_large",
-            "malformed",
-            "wrong_type",
-            "bad_timestamp",
-        ] {
+        assert!(wrong_type_payloads > 0, "json never wrong_type");
+        for k in ["ok", "too_large", "malformed", "bad_timestamp"] {
             assert!(
                 json_counts.get(k).is_some_and(|&n| n > 0),
                 "json never {k}: {json_counts:?}"
