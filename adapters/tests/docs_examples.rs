@@ -1,8 +1,10 @@
 //! The configuration examples in `docs/adapters.md` parse and validate, and
 //! its example point addresses parse: the guide cannot drift from the code.
 
-use adapters::modbus::{ModbusConfig, PointAddress};
-use adapters::mqtt::MqttConfig;
+use std::sync::Arc;
+
+use adapters::modbus::PointAddress;
+use adapters::{Registry, SourceEnv};
 
 fn guide() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/adapters.md");
@@ -18,40 +20,67 @@ fn toml_blocks(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `[source.NAME]` table of a block, without its `kind` (the runtime
-/// reads `kind`; the adapter the rest).
-fn source_table(block: &str) -> (String, toml::Table) {
+/// Every `[source.NAME]` table of a block: name, kind and the rest.
+fn source_tables(block: &str) -> Vec<(String, String, toml::Table)> {
     let doc: toml::Table = toml::from_str(block).expect("example is valid TOML");
-    let sources = doc["source"].as_table().expect("[source.NAME]");
-    let (_, table) = sources.iter().next().expect("one source");
-    let mut table = table.as_table().expect("a table").clone();
-    let kind = table
-        .remove("kind")
-        .and_then(|k| k.as_str().map(str::to_string))
-        .expect("kind");
-    (kind, table)
+    let Some(sources) = doc.get("source").and_then(|s| s.as_table()) else {
+        return Vec::new();
+    };
+    sources
+        .iter()
+        .map(|(name, table)| {
+            let mut table = table.as_table().expect("a table").clone();
+            let kind = table
+                .remove("kind")
+                .and_then(|k| k.as_str().map(str::to_string))
+                .expect("kind");
+            (name.clone(), kind, table)
+        })
+        .collect()
 }
 
-#[test]
-fn every_configuration_example_parses_and_validates() {
-    let blocks = toml_blocks(&guide());
-    let mut kinds = Vec::new();
-    for block in &blocks {
-        let (kind, table) = source_table(block);
-        match kind.as_str() {
-            "modbus" => {
-                let config: ModbusConfig = table.try_into().expect("modbus example parses");
-                config.validate().expect("modbus example validates");
-            }
-            "mqtt" => {
-                let config: MqttConfig = table.try_into().expect("mqtt example parses");
-                config.validate().expect("mqtt example validates");
-            }
-            other => panic!("unexpected source kind `{other}` in the guide"),
-        }
-        kinds.push(kind);
+fn env() -> SourceEnv {
+    let model = twins::model::compile(&[twins::model::SourceFile {
+        path: "docs.toml".into(),
+        text: "[class.E]\ntier = \"enterprise\"\n[enterprise]\nname = \"acme\"\nclass = \"E\"\n"
+            .into(),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"));
+    SourceEnv {
+        clock: twins::Clock::system(),
+        model: Arc::new(model),
+        changes: twins::actor::ChangeFeed::new(1),
     }
-    assert_eq!(kinds, ["modbus", "mqtt"]);
+}
+
+/// Each source example builds with its kind's factory, as `twinrt check`
+/// builds it.
+#[test]
+fn every_configuration_example_builds() {
+    let registry = Registry::builtin();
+    let env = env();
+    let mut kinds = Vec::new();
+    for block in toml_blocks(&guide()) {
+        for (name, kind, table) in source_tables(&block) {
+            let factory = registry
+                .get(&kind)
+                .unwrap_or_else(|| panic!("unknown source kind `{kind}` in the guide"));
+            if let Err(issues) = factory.build(&name, &table, &env) {
+                let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
+                panic!(
+                    "example source `{name}` does not build:\n{}",
+                    text.join("\n")
+                );
+            }
+            kinds.push(kind);
+        }
+    }
+    for kind in ["modbus", "mqtt"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "the guide has a `{kind}` example"
+        );
+    }
 }
 
 #[test]

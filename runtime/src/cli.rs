@@ -205,9 +205,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn check(dir: &Path) -> i32 {
     match model_dir::load(dir) {
         Ok(model) => {
+            let model = Arc::new(model);
+            let env = adapters::SourceEnv {
+                clock: twins::Clock::system(),
+                model: model.clone(),
+                changes: twins::actor::ChangeFeed::new(1),
+            };
+            let edge = match crate::edge::plan(&model, &adapters::Registry::builtin(), &env) {
+                Ok(plan) => plan,
+                Err(diags) => {
+                    eprint!("{diags}");
+                    return 1;
+                }
+            };
+            for w in &edge.warnings {
+                eprintln!("warning: {w}");
+            }
             let s = model.summary();
             println!(
-                "{}: ok: {} classes, {} twins ({} enterprise, {} regions, {} plants, {} lines, {} devices), {} properties, {} alarms, {} sources",
+                "{}: ok: {} classes, {} twins ({} enterprise, {} regions, {} plants, {} lines, {} devices), {} properties, {} alarms, {} sources ({} edge adapters)",
                 dir.display(),
                 s.classes,
                 s.twins,
@@ -218,7 +234,8 @@ pub fn check(dir: &Path) -> i32 {
                 s.by_tier[4],
                 s.properties,
                 s.alarms,
-                s.sources
+                s.sources,
+                edge.adapters.len()
             );
             0
         }

@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod edge;
 pub mod model_dir;
 pub mod node;
 pub mod router;

@@ -4,15 +4,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::{PointSpec, SampleSink, SampleSource};
+use adapters::{PointSpec, Registry, SampleSink, SampleSource, SourceEnv};
 use anyhow::{Context, bail};
 use cluster::LocalDirectory;
 use ractor::ActorRef;
-use twins::actor::{RootObserver, TwinContext, TwinMsg, spawn_root};
+use twins::actor::{ChangeFeed, RootObserver, TwinContext, TwinMsg, spawn_root};
 use twins::model::{Model, PropKind};
 use twins::store::{MemoryStore, Store, StoreWriter, WriterConfig, WriterHandle};
 use twins::{Clock, TwinPath};
 
+use crate::edge::{Edge, SIM_KIND};
 use crate::router::Router;
 use crate::sim_source::SimSource;
 
@@ -30,6 +31,11 @@ pub struct NodeConfig {
     pub simulate: bool,
     /// Whether devices append every sample to history.
     pub persist_history: bool,
+    /// The adapter kinds `[source.NAME]` tables may use.
+    pub registry: Arc<Registry>,
+    /// How many twin changes a slow subscriber of the change feed may fall
+    /// behind before it loses the oldest.
+    pub change_feed_capacity: usize,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +47,8 @@ impl Default for NodeConfig {
             writer: WriterConfig::default(),
             simulate: true,
             persist_history: true,
+            registry: Arc::new(Registry::builtin()),
+            change_feed_capacity: 16_384,
         }
     }
 }
@@ -52,6 +60,10 @@ pub struct Node {
     pub directory: Arc<LocalDirectory>,
     pub writer: Option<StoreWriter>,
     pub routers: Vec<Arc<Router>>,
+    /// The edge adapters built from the topology's sources.
+    pub edge: Edge,
+    /// Every change of every twin (northbound publishers, live streams).
+    pub changes: ChangeFeed,
     root: ActorRef<TwinMsg>,
     root_join: tokio::task::JoinHandle<()>,
     writer_handle: Option<WriterHandle>,
@@ -78,14 +90,29 @@ impl Node {
             ),
             None => Arc::new(MemoryStore::new()),
         };
+        let changes = ChangeFeed::new(config.change_feed_capacity);
+        let env = SourceEnv {
+            clock: clock.clone(),
+            model: model.clone(),
+            changes: changes.clone(),
+        };
+        let plan = crate::edge::plan(&model, &config.registry, &env)
+            .map_err(|d| anyhow::anyhow!("the model's sources are invalid:\n{d}"))?;
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+        let edge = Edge::new(plan, config.registry.clone(), env);
         let (writer, writer_handle) = StoreWriter::spawn(store.clone(), config.writer.clone());
-        let mut ctx =
-            TwinContext::new(model.clone(), clock.clone()).with_store(store, writer.clone());
+        let mut ctx = TwinContext::new(model.clone(), clock.clone())
+            .with_store(store, writer.clone())
+            .with_changes(changes.clone())
+            .with_edge(edge.host());
         ctx.persist_history = config.persist_history;
         if let Some(o) = observer {
             ctx = ctx.with_root_observer(o);
         }
         let ctx = Arc::new(ctx);
+        edge.attach(&ctx);
         let total = model.twins.len() as u64;
 
         let (root, root_join) = spawn_root(ctx.clone())
@@ -119,6 +146,8 @@ impl Node {
             ctx,
             writer: Some(writer),
             routers,
+            edge,
+            changes,
             root,
             root_join,
             writer_handle: Some(writer_handle),
@@ -140,6 +169,7 @@ impl Node {
     /// Stops the sources, then the twins, then flushes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown_tx.send(true);
+        self.edge.shutdown(Duration::from_secs(10)).await;
         for r in &self.routers {
             r.close();
         }
@@ -193,8 +223,9 @@ fn spawn_ticker(
     })
 }
 
-/// Every sourced property of every twin that no hardware source feeds yet,
-/// as points for the simulator, with their routes `(twin, slot)`.
+/// Every sourced property of every twin that no edge adapter feeds, as
+/// points for the simulator, with their routes `(twin, slot)`. A binding to
+/// a `sim` source passes its address to the simulator.
 pub fn unbound_points(model: &Model) -> (Vec<PointSpec>, Vec<(usize, u16)>) {
     let mut points = Vec::new();
     let mut routes = Vec::new();
@@ -204,31 +235,12 @@ pub fn unbound_points(model: &Model) -> (Vec<PointSpec>, Vec<(usize, u16)>) {
             if !matches!(p.kind, PropKind::Sourced) {
                 continue;
             }
-            let binding = t.bindings.iter().find(|b| b.prop as usize == pi);
-            let address = match binding {
+            let address = match t.bindings.iter().find(|b| b.prop as usize == pi) {
                 None => String::new(),
-                Some(b) if model.sources[b.source].kind == "sim" => b.address.clone(),
-                Some(b) => {
-                    let s = &model.sources[b.source];
-                    tracing::warn!(
-                        twin = %t.path, prop = %p.name, source = %s.name, kind = %s.kind,
-                        "no `{}` adapter in this build yet; the point is simulated", s.kind
-                    );
-                    String::new()
-                }
+                Some(b) if model.sources[b.source].kind == SIM_KIND => b.address.clone(),
+                Some(_) => continue,
             };
-            points.push(PointSpec {
-                twin: t.path.clone(),
-                prop: p.name.clone(),
-                class: class.name.clone(),
-                sim: class.sim.clone(),
-                address,
-                ty: p.ty,
-                unit: p.unit.as_ref().map(|u| u.symbol().to_string()),
-                range: p.range,
-                period: p.period,
-                states: p.states.clone(),
-            });
+            points.push(crate::edge::point_spec(model, ti, pi, address));
             routes.push((ti, pi as u16));
         }
     }

@@ -102,6 +102,21 @@ pub async fn frame(node: &Node, rates: &mut Rates, elapsed: Duration) -> String 
             a.active_of(Priority::Low),
         );
     }
+    for a in node.edge.status() {
+        let error = match (&a.state, &a.last_error) {
+            (crate::edge::AdapterState::Failed, Some(e)) => format!("  last error: {e}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "edge {:<18} {:<7} {:<8} under {}  starts {}{error}",
+            a.name,
+            a.kind,
+            a.state.as_str(),
+            a.owner,
+            a.starts,
+        );
+    }
     out
 }
 

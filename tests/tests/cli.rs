@@ -154,6 +154,86 @@ fn check_lists_every_error_with_location_snippet_and_hint() {
     assert!(stdout(&o).is_empty(), "nothing on stdout: {}", stdout(&o));
 }
 
+#[test]
+fn check_builds_every_source_and_binds_every_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("plant.toml");
+    let text = r#"[model]
+use = ["library"]
+
+[source.plc]
+kind = "modbus"
+[[source.plc.endpoints]]
+name = "unit-plc"
+host = "127.0.0.1"
+timeout = "0s"
+poll_groups = [{ name = "fast", interval = "200ms" }]
+
+[source.spare]
+kind = "mqtt"
+host = "127.0.0.1"
+client_id = "twinrt"
+
+[enterprise]
+name = "acme"
+class = "Enterprise"
+[twin."east"]
+class = "Region"
+[twin."east/works"]
+class = "Plant"
+[twin."east/works/unit"]
+class = "Line"
+[twin."east/works/unit/p-1"]
+class = "CentrifugalPump"
+source = "plc"
+bindings = { flow = "holding:100:f33" }
+"#;
+    std::fs::write(&model, text).expect("write model");
+    let o = run(&["check", path_str(dir.path())]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    // Reported at the key (column 1), not at the value.
+    let (line, _) = line_col(text, "timeout = \"0s\"");
+    let timeout = format!(
+        "{}:{line}:1: error: source `plc`: `endpoints[0].timeout`",
+        model.display()
+    );
+    assert!(err.contains(&timeout), "expected `{timeout}` in:\n{err}");
+
+    // Fixed configuration: now the address is checked, on its binding.
+    std::fs::write(&model, text.replace("timeout = \"0s\"", "timeout = \"1s\"")).expect("write");
+    let o = run(&["check", path_str(dir.path())]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    let (line, col) = line_col(text, "\"holding:100:f33\"");
+    let address = format!(
+        "{}:{line}:{col}: error: source `plc`: `acme/east/works/unit/p-1.flow`: address `holding:100:f33`",
+        model.display()
+    );
+    assert!(err.contains(&address), "expected `{address}` in:\n{err}");
+
+    // All fixed: ok, one adapter; the unused source is a warning.
+    std::fs::write(
+        &model,
+        text.replace("timeout = \"0s\"", "timeout = \"1s\"")
+            .replace("f33", "f32"),
+    )
+    .expect("write");
+    let o = run(&["check", path_str(dir.path())]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("2 sources (1 edge adapters)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("warning: ")
+            && stderr(&o).contains("source `spare` has no bound points"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// The numbers after `samples/s` in the summary's header lines.
 fn sample_rates(summary: &str) -> Vec<f64> {
     summary

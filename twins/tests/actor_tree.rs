@@ -600,3 +600,79 @@ async fn the_parents_state_suppresses_alarms() {
     };
     assert!(s1.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_and_alarm_transitions_are_announced_on_the_change_feed() {
+    use twins::actor::{ChangeFeed, TwinChange};
+    let feed = ChangeFeed::new(1024);
+    let mut rx = feed.subscribe();
+    let model = model(SETTINGS);
+    let ctx = Arc::new(TwinContext::new(model.clone(), Clock::system()).with_changes(feed));
+    let (root, _) = spawn_root(ctx.clone()).await.expect("root starts");
+    let total = model.twins.len() as u64;
+    while twins::actor::TwinMetrics::get(&ctx.metrics.twins_started) < total {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let s1 = model
+        .twins
+        .iter()
+        .position(|t| t.path.as_str() == "acme/r1/p1/l1/s1")
+        .expect("s1");
+    let line = model
+        .twins
+        .iter()
+        .position(|t| t.path.as_str() == "acme/r1/p1/l1")
+        .expect("line");
+    let class = &model.classes[model.twins[s1].class];
+    let value = class.prop_index("value").expect("value") as usize;
+    let high = class
+        .alarms
+        .iter()
+        .position(|a| a.name == "high")
+        .expect("high");
+    let now = ctx.clock.now();
+    ctx.actor_of(s1)
+        .expect("s1 running")
+        .cast(TwinMsg::Samples(SampleBatch {
+            samples: vec![PropSample {
+                prop: value as u16,
+                value: Value::F64(150.0),
+                source_ts: now,
+                quality: Quality::Good,
+            }],
+            arrival: now,
+        }))
+        .expect("s1 accepts samples");
+
+    let (mut state, mut alarm, mut rolled_up) = (false, false, false);
+    while !(state && alarm && rolled_up) {
+        let change = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no change within 5 s: state {state}, alarm {alarm}, rolled up {rolled_up}")
+            })
+            .expect("feed open");
+        match &*change {
+            TwinChange::State { twin, slots, .. } if *twin as usize == s1 => {
+                state |= slots[value].value == Value::F64(150.0);
+            }
+            TwinChange::Alarm {
+                twin,
+                alarm: a,
+                transition,
+            } if *twin as usize == s1 => {
+                assert_eq!(*a as usize, high);
+                assert_eq!(transition.to.0, AlarmState::ActiveUnacked);
+                alarm = true;
+            }
+            TwinChange::State { twin, slots, .. } if *twin as usize == line => {
+                let power = model.classes[model.twins[line].class]
+                    .prop_index("power")
+                    .expect("power") as usize;
+                rolled_up |= slots[power].value == Value::F64(150.0);
+            }
+            _ => {}
+        }
+    }
+    root.stop(None);
+}

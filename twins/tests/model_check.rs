@@ -474,21 +474,25 @@ bindings = { flow = "holding:4{n:03}:f32", running = { source = "broker", addres
     assert_eq!(p.aliases, ["P-9"]);
     let flow = class.prop_index("flow").unwrap();
     let running = class.prop_index("running").unwrap();
+    let bindings: Vec<_> = p
+        .bindings
+        .iter()
+        .map(|b| (b.prop, b.source, b.address.as_str()))
+        .collect();
     assert_eq!(
-        p.bindings,
-        [
-            twins::model::Binding {
-                prop: flow,
-                source: 0,
-                address: "holding:4009:f32".into()
-            },
-            twins::model::Binding {
-                prop: running,
-                source: 1,
-                address: "site/p-9/run".into()
-            },
-        ]
+        bindings,
+        [(flow, 0, "holding:4009:f32"), (running, 1, "site/p-9/run")]
     );
+    // Each binding remembers where its address is written, for later checks.
+    let at = p.bindings[0].at.as_deref().expect("binding location");
+    assert_eq!((at.line, at.col, at.span_len), (30, 21, 21), "{at:?}");
+    assert!(at.snippet.starts_with("bindings = "), "{at:?}");
+    // And each source where its keys are written.
+    let plc = &m.sources[0];
+    assert_eq!((plc.at.line, plc.kind_at.line), (4, 5));
+    assert_eq!(plc.locate("port").line, 7);
+    assert_eq!(plc.locate("port.nested.deeper").line, 7);
+    assert_eq!(plc.locate("unknown").line, 4);
     assert!(m.twin_by_path("acme/east/works/unit/p-06").is_none());
     assert!(m.twin_by_path("acme/east/works/unit/p-10").is_none());
     assert_eq!(m.summary().sources, 2);

@@ -857,6 +857,9 @@ impl TwinState {
         self.events_in_seq = 0;
         self.evaluate(now);
         self.persist_container(now);
+        // Roll-ups changed: announced on the change feed (containers keep no
+        // state record; their values are recomputed from the children).
+        self.changed = true;
         self.publish(oldest_arrival, false);
         if before.is_some_and(|b| b != self.value_qualities()) {
             self.send_parent_state();
@@ -1114,7 +1117,8 @@ impl TwinState {
         );
         a.last_error = Some(error);
         inc(&self.ctx.metrics.adapter_restarts, 1);
-        let _ = myself.send_after(delay, move || TwinMsg::RestartAdapter(n as u32));
+        // Detached: the timer task sends the restart even if nobody awaits it.
+        drop(myself.send_after(delay, move || TwinMsg::RestartAdapter(n as u32)));
     }
 
     fn child_index(&self, id: ActorId) -> Option<usize> {

@@ -53,6 +53,36 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A place in a model file, kept in the compiled model so that checks made
+/// later (a source's configuration, a point address) can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpan {
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// The source line, without its line break.
+    pub snippet: String,
+    /// Length of the spanned part, in characters (at least 1).
+    pub span_len: usize,
+}
+
+impl SourceSpan {
+    /// An error at this place.
+    pub fn error(&self, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            col: self.col,
+            message: message.into(),
+            hint,
+            snippet: self.snippet.clone(),
+            span_len: self.span_len,
+        }
+    }
+}
+
 /// Every error found in a model, sorted by file, line and column.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
@@ -142,6 +172,19 @@ impl<'a> Sink<'a> {
     pub fn describe(&self, at: &Loc) -> String {
         let d = locate(&self.files[at.file], &at.span);
         format!("{}:{}:{}", self.files[at.file].path.display(), d.0, d.1)
+    }
+
+    /// The place `at` as kept in the compiled model.
+    pub fn span(&self, at: &Loc) -> SourceSpan {
+        let file = &self.files[at.file];
+        let (line, col, snippet, span_len) = locate(file, &at.span);
+        SourceSpan {
+            file: file.path.clone(),
+            line,
+            col,
+            snippet,
+            span_len,
+        }
     }
 
     fn push(&mut self, at: &Loc, message: String, hint: Option<String>) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::classes::{ClassInfo, Classes, PropsScope, report_expr, to_value};
-use super::diag::{Loc, Sink, did_you_mean, one_of};
+use super::diag::{Loc, Sink, SourceSpan, did_you_mean, one_of};
 use super::raw::{RawFile, RawTwin, inner_span, loc};
 use super::types::{AlarmOverride, Binding, PropKind, Settings, SourceDef, Tier, TwinDef};
 use crate::alarm::Priority;
@@ -114,7 +114,7 @@ struct Entry<'r> {
     numbers: Option<Vec<i64>>,
     params: Vec<(u16, crate::value::Value)>,
     alarm_overrides: Vec<AlarmOverride>,
-    bindings: Vec<(u16, usize, Parts)>,
+    bindings: Vec<(u16, usize, Parts, Arc<SourceSpan>)>,
     aliases: Vec<(Loc, Parts)>,
 }
 
@@ -203,6 +203,13 @@ pub(crate) fn build(sink: &mut Sink<'_>, files: &[RawFile], classes: &Classes) -
             name: s.name.clone(),
             kind: s.kind.get_ref().clone(),
             config: s.config.clone(),
+            at: sink.span(&s.at),
+            kind_at: sink.span(&loc(s.at.file, &s.kind)),
+            keys: s
+                .keys
+                .iter()
+                .map(|(k, at)| (k.clone(), sink.span(at)))
+                .collect(),
         });
     }
     let source_names: Vec<&str> = tf.sources.iter().map(|s| s.name.as_str()).collect();
@@ -510,10 +517,11 @@ pub(crate) fn build(sink: &mut Sink<'_>, files: &[RawFile], classes: &Classes) -
             bindings: e
                 .bindings
                 .iter()
-                .map(|(prop, source, addr)| Binding {
+                .map(|(prop, source, addr, at)| Binding {
                     prop: *prop,
                     source: *source,
                     address: expand(addr, inst.n),
+                    at: Some(at.clone()),
                 })
                 .collect(),
             suppression: parent_class
@@ -858,7 +866,8 @@ fn check_entry<'r>(
             continue;
         }
         if let Some(source) = source {
-            e.bindings.push((slot, source, parts));
+            let at = Arc::new(sink.span(&loc(file, &b.address)));
+            e.bindings.push((slot, source, parts, at));
         }
     }
     e

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::diag::SourceSpan;
 use crate::alarm::Priority;
 use crate::expr::{CompiledExpr, Condition};
 use crate::id::TwinPath;
@@ -336,6 +337,8 @@ pub struct Binding {
     pub source: usize,
     /// Source-specific address (`"holding:40001:f32"`, `"plant/p-101/flow"`, `"pump:flow"`).
     pub address: String,
+    /// Where the address is written (shared by the instances of a template).
+    pub at: Option<Arc<SourceSpan>>,
 }
 
 /// A named data source of the topology.
@@ -346,4 +349,28 @@ pub struct SourceDef {
     pub kind: String,
     /// The rest of the source's table, for the source's own config layer.
     pub config: toml::Table,
+    /// Where the source is declared (its name in `[source.NAME]`).
+    pub at: SourceSpan,
+    /// Where its `kind` is written.
+    pub kind_at: SourceSpan,
+    /// Every key path of the table (`endpoints.0.timeout`, list items by
+    /// index) and where it is written, for locating configuration errors.
+    pub keys: Vec<(String, SourceSpan)>,
+}
+
+impl SourceDef {
+    /// Where the value at `path` is written: the longest declared prefix of
+    /// the path, else the source's name.
+    pub fn locate(&self, path: &str) -> &SourceSpan {
+        let mut p = path;
+        loop {
+            if let Some((_, span)) = self.keys.iter().find(|(k, _)| k == p) {
+                return span;
+            }
+            match p.rsplit_once('.') {
+                Some((head, _)) => p = head,
+                None => return &self.at,
+            }
+        }
+    }
 }

@@ -1,0 +1,204 @@
+//! MQTT end to end through a node: a topology binds pump properties to
+//! topics of a real Mosquitto broker; what `mosquitto_pub` publishes reaches
+//! the twins and rolls up; malformed payloads are counted and the other
+//! points keep flowing.
+//!
+//! Needs `mosquitto` and `mosquitto_pub` (`./scripts/test.sh` installs them).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::TwinDirectory;
+use runtime::node::{Node, NodeConfig};
+use twins::model::{SourceFile, compile};
+use twins::{Clock, Quality, Value};
+
+fn binary(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` not found: run ./scripts/test.sh, which installs mosquitto")
+        })
+}
+
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker(dir: &std::path::Path) -> (Broker, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .expect("write mosquitto.conf");
+    let child = Command::new(binary("mosquitto"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let broker = Broker(child);
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (broker, port);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("mosquitto did not listen on {port}");
+}
+
+fn publish(port: u16, topic: &str, payload: &str) {
+    let ok = Command::new(binary("mosquitto_pub"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .status()
+        .expect("run mosquitto_pub")
+        .success();
+    assert!(ok, "mosquitto_pub failed");
+}
+
+const MODEL: &str = r#"
+[class.Pump]
+tier = "device"
+[class.Pump.properties]
+flow = { unit = "m3/h", range = [0, 1000], period = "1m" }
+temp = { unit = "degC", period = "1m" }
+[class.L]
+tier = "line"
+[class.L.rollups]
+flow = "sum(flow)"
+[class.P]
+tier = "plant"
+[class.P.rollups]
+flow = "sum(flow)"
+[class.R]
+tier = "region"
+[class.R.rollups]
+flow = "sum(flow)"
+[class.E]
+tier = "enterprise"
+[class.E.rollups]
+flow = "sum(flow)"
+"#;
+
+async fn prop(node: &Node, path: &str, name: &str) -> (Value, Quality) {
+    let v = node
+        .directory
+        .get(path)
+        .expect("twin")
+        .view()
+        .await
+        .expect("view");
+    let p = v.props.iter().find(|p| p.name == name).expect("property");
+    (p.value.clone(), p.quality)
+}
+
+async fn wait_value(node: &Node, path: &str, name: &str, want: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (v, q) = prop(node, path, name).await;
+        if v == Value::F64(want) && q == Quality::Good {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}.{name} is {v:?} {q:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_mosquitto_pub_publishes_reaches_the_twins_and_rolls_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_broker, port) = start_broker(dir.path());
+    let topology = format!(
+        r#"
+[source.site]
+kind = "mqtt"
+host = "127.0.0.1"
+port = {port}
+client_id = "twinrt-edge-test"
+[[source.site.subscriptions]]
+topic = "plant/{{device}}/telemetry"
+qos = 1
+payload = {{ format = "json", points = {{ flow = "/flow", temp = "/t" }} }}
+
+[enterprise]
+name = "acme"
+class = "E"
+[twin."r1"]
+class = "R"
+[twin."r1/p1"]
+class = "P"
+[twin."r1/p1/l1"]
+class = "L"
+[twin."r1/p1/l1/pump-{{n}}"]
+class = "Pump"
+count = 2
+source = "site"
+bindings = {{ flow = "plant/pump-{{n}}/telemetry#flow", temp = "plant/pump-{{n}}/telemetry#temp" }}
+"#
+    );
+    let model = compile(&[SourceFile {
+        path: "model.toml".into(),
+        text: format!("{MODEL}{topology}"),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start(
+        Arc::new(model),
+        NodeConfig::default(),
+        Clock::system(),
+        None,
+    )
+    .await
+    .expect("node starts");
+    assert_eq!(node.edge.status()[0].owner.as_str(), "acme/r1/p1");
+    // The subscription may not be in place yet: publish until it lands.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        publish(port, "plant/pump-1/telemetry", r#"{"flow": 12.5, "t": 40}"#);
+        if prop(&node, "acme/r1/p1/l1/pump-1", "flow").await.0 == Value::F64(12.5) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no value arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publish(port, "plant/pump-2/telemetry", r#"{"flow": 7.5, "t": 41}"#);
+    wait_value(&node, "acme/r1/p1/l1/pump-2", "temp", 41.0).await;
+    wait_value(&node, "acme", "flow", 20.0).await;
+
+    // A malformed payload is counted; the next good one still flows.
+    publish(port, "plant/pump-2/telemetry", "{not json");
+    publish(port, "plant/pump-2/telemetry", r#"{"flow": 8.5, "t": 42}"#);
+    wait_value(&node, "acme/r1/p1/l1/pump-2", "flow", 8.5).await;
+    wait_value(&node, "acme", "flow", 21.0).await;
+    node.shutdown().await.expect("clean shutdown");
+}
