@@ -13,6 +13,20 @@
 //! subscriber runs alone for `MQTT_BENCH_SECS` seconds (default 5) after a
 //! 1 s warm-up; the variants alternate over `MQTT_BENCH_ROUNDS` rounds
 //! (default 2) and the table shows the mean. Needs `mosquitto`.
+//!
+//! Each subscriber runs on a thread of its own with a current-thread tokio
+//! runtime, so its whole cost (rumqttc included) is that thread's CPU time,
+//! read from `/proc/thread-self/stat` (Linux). Two figures per variant:
+//!
+//! - delivered messages/s: what reached the subscriber. With the
+//!   publishers and the broker on the same machine, the subscriber is
+//!   rarely the bottleneck, so this mostly measures them (and is noisy on a
+//!   shared machine);
+//! - messages per CPU-second of the subscriber thread: how many messages
+//!   one core could take; the ratio of these is the adapter's overhead.
+//!
+//! A decode-only line compares `decode_json` with a bare serde_json parse,
+//! without network.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -177,12 +191,122 @@ async fn publisher(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>) {
     driver.abort();
 }
 
-/// Runs one subscriber variant; returns (messages/s, samples/s).
-async fn measure(addr: SocketAddr, variant: Variant, run: u32, secs: u64) -> (f64, f64) {
+/// CPU time of the calling thread, from `/proc/thread-self/stat`
+/// (utime + stime in clock ticks of 1/100 s, Linux's USER_HZ).
+fn thread_cpu() -> f64 {
+    let stat =
+        std::fs::read_to_string("/proc/thread-self/stat").expect("read /proc/thread-self/stat");
+    // Fields after the command name (which is in parentheses): state is
+    // field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Counters and the subscriber thread's CPU time at one instant.
+type Mark = (u64, u64, f64);
+
+/// One measurement: messages/s and samples/s delivered, and the
+/// subscriber thread's CPU seconds per second.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    msgs: f64,
+    samples: f64,
+    cpu: f64,
+}
+
+impl Figures {
+    /// Messages the subscriber handles per second of its CPU time.
+    fn per_cpu_second(&self) -> f64 {
+        if self.cpu > 0.0 {
+            self.msgs / self.cpu
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Runs one subscriber variant on a thread of its own (a current-thread
+/// tokio runtime, so all its work — rumqttc's event loop included — is on
+/// that thread) while the publishers run on the main runtime.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    variant: Variant,
+    run: u32,
+    secs: u64,
+) -> Figures {
     let counts = Arc::new(Counts::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (mark_tx, mut mark_rx) =
+        tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<Mark>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let sub_counts = counts.clone();
+    let thread_name = match variant {
+        Variant::Source => "sub-source",
+        Variant::BareCount => "sub-count",
+        Variant::BareJson => "sub-json",
+    };
+    let sub = std::thread::Builder::new()
+        .name(thread_name.to_owned())
+        .spawn(move || {
+            let srt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let counts = sub_counts;
+            let marks = counts.clone();
+            srt.spawn(async move {
+                while let Some(reply) = mark_rx.recv().await {
+                    let (m, s) = marks.snapshot();
+                    let _ = reply.send((m, s, thread_cpu()));
+                }
+            });
+            srt.block_on(subscriber(addr, variant, run, counts, stop_rx, ready_tx));
+        })
+        .expect("spawn the subscriber thread");
+    ready_rx.recv().expect("subscriber ready");
+    let stop = Arc::new(AtomicBool::new(false));
+    let pubs: Vec<_> = (0..PUBLISHERS)
+        .map(|id| rt.spawn(publisher(addr, id, stop.clone())))
+        .collect();
+    let mark = || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        mark_tx.send(tx).unwrap();
+        rx.blocking_recv().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (m0, s0, c0) = mark();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (m1, s1, c1) = mark();
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for p in pubs {
+        let _ = rt.block_on(p);
+    }
+    let _ = stop_tx.send(true);
+    sub.join().expect("subscriber thread");
+    // Let the broker drop what it still holds for the old subscriber.
+    std::thread::sleep(Duration::from_millis(500));
+    Figures {
+        msgs: (m1 - m0) as f64 / elapsed,
+        samples: (s1 - s0) as f64 / elapsed,
+        cpu: (c1 - c0) / elapsed,
+    }
+}
+
+async fn subscriber(
+    addr: SocketAddr,
+    variant: Variant,
+    run: u32,
+    counts: Arc<Counts>,
+    stop_rx: watch::Receiver<bool>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
     let client_id = format!("bench-sub-{run}");
-    let sub = match variant {
+    match variant {
         Variant::Source => {
             let config: MqttConfig = toml::from_str(&format!(
                 r#"
@@ -217,15 +341,14 @@ async fn measure(addr: SocketAddr, variant: Variant, run: u32, secs: u64) -> (f6
             }
             source.bind(points).unwrap();
             let mut status = source.status();
-            let task =
-                tokio::spawn(Box::new(source).run(Arc::new(CountingSink(counts.clone())), stop_rx));
-            status
-                .wait_for(|s: &MqttStatus| s.subscribed >= 1)
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = task.await;
-            })
+            let run = Box::new(source).run(Arc::new(CountingSink(counts)), stop_rx);
+            tokio::pin!(run);
+            tokio::select! {
+                r = &mut run => panic!("source stopped before subscribing: {r:?}"),
+                s = status.wait_for(|s: &MqttStatus| s.subscribed >= 1) => { s.unwrap(); }
+            }
+            ready.send(()).unwrap();
+            run.await.expect("source runs");
         }
         Variant::BareCount | Variant::BareJson => {
             let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
@@ -235,67 +358,83 @@ async fn measure(addr: SocketAddr, variant: Variant, run: u32, secs: u64) -> (f6
                 .subscribe("plant/+/telemetry", QoS::AtMostOnce)
                 .await
                 .unwrap();
-            let counts = counts.clone();
-            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            let mut ready_tx = Some(ready_tx);
+            let mut ready = Some(ready);
             let mut stop_rx = stop_rx;
-            let task = tokio::spawn(async move {
-                let _client = client;
-                loop {
-                    let event = tokio::select! {
-                        _ = stop_rx.changed() => break,
-                        e = eventloop.poll() => e,
-                    };
-                    match event {
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(());
-                            }
+            loop {
+                let event = tokio::select! {
+                    _ = stop_rx.changed() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            tx.send(()).unwrap();
                         }
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            let n = if variant == Variant::BareJson {
-                                match serde_json::from_slice::<serde_json::Value>(&p.payload) {
-                                    Ok(v) => POINTS
-                                        .iter()
-                                        .filter(|k| v.get(**k).and_then(|x| x.as_f64()).is_some())
-                                        .count()
-                                        as u64,
-                                    Err(_) => 0,
-                                }
-                            } else {
-                                POINTS.len() as u64
-                            };
-                            counts.messages.fetch_add(1, Ordering::Relaxed);
-                            counts.samples.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Ok(_) => {}
-                        Err(e) => panic!("bare subscriber: {e}"),
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let n = if variant == Variant::BareJson {
+                            match serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                                Ok(v) => POINTS
+                                    .iter()
+                                    .filter(|k| v.get(**k).and_then(|x| x.as_f64()).is_some())
+                                    .count() as u64,
+                                Err(_) => 0,
+                            }
+                        } else {
+                            POINTS.len() as u64
+                        };
+                        counts.messages.fetch_add(1, Ordering::Relaxed);
+                        counts.samples.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("bare subscriber: {e}"),
                 }
-            });
-            ready_rx.await.unwrap();
-            task
+            }
+            let _ = client.try_disconnect();
         }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let pubs: Vec<_> = (0..PUBLISHERS)
-        .map(|id| tokio::spawn(publisher(addr, id, stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (m0, s0) = counts.snapshot();
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let (m1, s1) = counts.snapshot();
-    let elapsed = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for p in pubs {
-        let _ = p.await;
     }
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), sub).await;
-    // Let the broker drain what it still holds for the old subscriber.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    ((m1 - m0) as f64 / elapsed, (s1 - s0) as f64 / elapsed)
+}
+
+/// Decoding alone, no network: ns per message of serde_json into a
+/// `serde_json::Value` plus 4 key look-ups, against the adapter's
+/// `decode_json` with the 4 JSON pointers of the source's subscription.
+fn decode_only() -> (f64, f64) {
+    let payloads: Vec<Vec<u8>> = (0..1000u64)
+        .map(|n| {
+            format!(
+                r#"{{"t":{}.5,"f":{},"p":{}.25,"l":{}}}"#,
+                n % 100,
+                n % 7,
+                n % 13,
+                n % 1000
+            )
+            .into_bytes()
+        })
+        .collect();
+    let points: std::collections::BTreeMap<String, String> = POINTS
+        .iter()
+        .map(|p| ((*p).to_owned(), format!("/{p}")))
+        .collect();
+    const N: usize = 2_000_000;
+    let t = Instant::now();
+    let mut found = 0usize;
+    for i in 0..N {
+        let v: serde_json::Value = serde_json::from_slice(&payloads[i % 1000]).unwrap();
+        found += POINTS
+            .iter()
+            .filter(|k| v.get(**k).and_then(|x| x.as_f64()).is_some())
+            .count();
+    }
+    let bare = t.elapsed().as_nanos() as f64 / N as f64;
+    let t = Instant::now();
+    for i in 0..N {
+        let d =
+            adapters::mqtt::decode_json("t", &payloads[i % 1000], &points, None, 1 << 20).unwrap();
+        found += d.points.len();
+    }
+    let adapter = t.elapsed().as_nanos() as f64 / N as f64;
+    assert_eq!(found, 2 * N * POINTS.len());
+    (bare, adapter)
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -334,35 +473,64 @@ fn main() {
          {secs} s per measurement after 1 s warm-up, {rounds} round(s), 2 tokio workers",
         POINTS.len()
     );
+    let (bare_ns, adapter_ns) = decode_only();
+    println!(
+        "decode only (no network): serde_json Value + 4 gets {bare_ns:.0} ns/msg, \
+         adapters::mqtt::decode_json (4 pointers) {adapter_ns:.0} ns/msg ({:.0} %)",
+        100.0 * adapter_ns / bare_ns
+    );
     let mut run = 0;
     for (broker, addr) in brokers {
-        let mut sums = [(0.0f64, 0.0f64); 3];
+        let mut sums = [Figures::default(); 3];
         for round in 0..rounds {
             for (k, v) in variants.iter().enumerate() {
                 run += 1;
-                let (m, s) = rt.block_on(measure(addr, *v, run, secs));
+                let f = measure(&rt, addr, *v, run, secs);
                 println!(
-                    "  {broker:<19} round {} {:<38} {m:>10.0} msg/s {s:>10.0} samples/s",
+                    "  {broker:<19} round {} {:<38} {:>8.0} msg/s {:>8.0} samples/s  subscriber CPU {:>5.1} %  {:>8.0} msg per CPU-s",
                     round + 1,
-                    v.name()
+                    v.name(),
+                    f.msgs,
+                    f.samples,
+                    100.0 * f.cpu,
+                    f.per_cpu_second()
                 );
-                sums[k].0 += m;
-                sums[k].1 += s;
+                sums[k].msgs += f.msgs;
+                sums[k].samples += f.samples;
+                sums[k].cpu += f.cpu;
             }
         }
-        let mean = |k: usize| (sums[k].0 / rounds as f64, sums[k].1 / rounds as f64);
-        let (bare_m, _) = mean(0);
-        let (src_m, src_s) = mean(1);
-        let (json_m, _) = mean(2);
+        let n = f64::from(rounds);
+        let mean: Vec<Figures> = sums
+            .iter()
+            .map(|f| Figures {
+                msgs: f.msgs / n,
+                samples: f.samples / n,
+                cpu: f.cpu / n,
+            })
+            .collect();
         println!("{broker}: mean of {rounds} round(s)");
         for (k, v) in variants.iter().enumerate() {
-            let (m, s) = mean(k);
-            println!("  {:<38} {m:>10.0} msg/s {s:>10.0} samples/s", v.name());
+            let f = mean[k];
+            println!(
+                "  {:<38} {:>8.0} msg/s {:>8.0} samples/s  subscriber CPU {:>5.1} %  {:>8.0} msg per CPU-s",
+                v.name(),
+                f.msgs,
+                f.samples,
+                100.0 * f.cpu,
+                f.per_cpu_second()
+            );
         }
+        let (bare, src, json) = (mean[0], mean[1], mean[2]);
         println!(
-            "  MqttSource / bare count-only: {:.1} %   MqttSource / bare + JSON: {:.1} %   ({src_s:.0} samples/s)",
-            100.0 * src_m / bare_m,
-            100.0 * src_m / json_m
+            "  delivered rate, MqttSource / bare count-only: {:.1} %   MqttSource / bare + JSON: {:.1} %",
+            100.0 * src.msgs / bare.msgs,
+            100.0 * src.msgs / json.msgs
+        );
+        println!(
+            "  msg per CPU-s,  MqttSource / bare count-only: {:.1} %   MqttSource / bare + JSON: {:.1} %",
+            100.0 * src.per_cpu_second() / bare.per_cpu_second(),
+            100.0 * src.per_cpu_second() / json.per_cpu_second()
         );
     }
 }
