@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::mqtt::Factory;
+use adapters::mqtt::{Factory, MqttConfig, NorthboundMetrics, NorthboundPublisher};
 use adapters::{SampleSink, SinkClosed, SourceEnv, SourceFactory};
 use ractor::ActorRef;
 use serde_json::Value as Json;
@@ -308,7 +308,7 @@ async fn twin_state_and_alarms_reach_mosquitto_sub() {
         prefix = "{PREFIX}"
         retain = true
         qos = 1
-        interval = "500ms"
+        interval = "1s"
         "#
     ))
     .unwrap();
@@ -352,7 +352,7 @@ async fn twin_state_and_alarms_reach_mosquitto_sub() {
     let first_seq = j["seq"].as_u64().unwrap();
 
     // Many changes within one interval: one message, the latest values.
-    // (A flush just happened; 20 casts take far less than 500 ms.)
+    // (A flush just happened; 20 casts take far less than the 1 s interval.)
     for v in 2..=21 {
         twins.send(f64::from(v));
     }
@@ -409,4 +409,83 @@ fn stat_of(stats: &dyn adapters::SourceStats, name: &str) -> f64 {
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no stat {name}"))
         .value
+}
+
+/// The last state on `topic`: retained when `mosquitto_sub` started, or the
+/// next one published.
+async fn latest_state(port: u16, topic: &str) -> Received {
+    let (mut sub, before) = Sub::start(port).await;
+    match before.into_iter().rev().find(|m| m.topic == topic) {
+        Some(m) => m,
+        None => sub.next_on(topic).await,
+    }
+}
+
+// Current-thread runtime: the twin works through its mailbox before the
+// publisher runs, so a burst overflows a feed of capacity 1.
+#[tokio::test]
+async fn lag_is_shed_and_states_wait_out_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Broker::start(dir.path(), port);
+    let model = model();
+    let feed = ChangeFeed::new(1);
+    let twins = Twins::start(model.clone(), feed.clone()).await;
+    let config: MqttConfig = toml::from_str(&format!(
+        r#"
+        host = "127.0.0.1"
+        port = {port}
+        client_id = "twinrt-nb-restart-{port}"
+        keep_alive = "1s"
+        [northbound]
+        prefix = "{PREFIX}"
+        retain = true
+        interval = "100ms"
+        "#
+    ))
+    .unwrap();
+    let config = config.validate().unwrap().config;
+    let publisher =
+        NorthboundPublisher::new("nb", &config, model, feed.clone()).expect("northbound");
+    let metrics = publisher.metrics();
+    let mut connected = publisher.connected();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(publisher.run(stop_rx));
+    timeout(WAIT, connected.wait_for(|c| *c))
+        .await
+        .expect("connected within 15 s")
+        .unwrap();
+    assert!(feed.has_subscribers());
+    let state_topic = format!("{PREFIX}/{SENSOR}");
+
+    // A burst beyond the feed's capacity: lost changes are counted, the
+    // publisher goes on and publishes the latest state.
+    for v in 1..=100 {
+        twins.send(f64::from(v));
+    }
+    let m = latest_state(port, &state_topic).await;
+    assert_eq!(m.json()["props"]["value"]["value"], 100.0);
+    let lagged = NorthboundMetrics::get(&metrics.shed_lagged);
+    assert!(lagged > 0, "a burst of 100 overflows a feed of 1");
+
+    // Broker down: the state waits, and goes out after the reconnection.
+    drop(broker);
+    timeout(WAIT, connected.wait_for(|c| !*c))
+        .await
+        .expect("disconnection noticed within 15 s")
+        .unwrap();
+    twins.send(77.0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _broker = Broker::start(dir.path(), port);
+    timeout(WAIT, connected.wait_for(|c| *c))
+        .await
+        .expect("reconnected within 15 s")
+        .unwrap();
+    let m = latest_state(port, &state_topic).await;
+    assert_eq!(m.json()["props"]["value"]["value"], 77.0);
+    assert!(NorthboundMetrics::get(&metrics.connection_errors) >= 1);
+    assert_eq!(NorthboundMetrics::get(&metrics.reconnects), 1);
+
+    stop_tx.send(true).unwrap();
+    timeout(WAIT, task).await.unwrap().unwrap().unwrap();
 }
