@@ -272,6 +272,34 @@ async fn tls_server_auth_mutual_tls_and_an_untrusted_ca() {
     assert_eq!(b.next_value().await, Value::F64(7.0));
     b.stop().await;
 
+    // The northbound publisher connects through the same TLS settings.
+    let mut nb_config = config(broker.tls, "tls-nb", &ca_line);
+    nb_config.northbound =
+        Some(toml::from_str::<adapters::mqtt::Northbound>("prefix = \"twinrt\"").unwrap());
+    let publisher = adapters::mqtt::NorthboundPublisher::new(
+        "nb",
+        &nb_config,
+        Arc::new(
+            twins::model::compile(&[twins::model::SourceFile {
+                path: PathBuf::from("model.toml"),
+                text: "[class.E]\ntier = \"enterprise\"\n[enterprise]\nname = \"acme\"\nclass = \"E\"\n"
+                    .to_owned(),
+            }])
+            .expect("model compiles"),
+        ),
+        twins::actor::ChangeFeed::new(1),
+    )
+    .expect("northbound is set");
+    let mut nb_connected = publisher.connected();
+    let (nb_stop, nb_stop_rx) = watch::channel(false);
+    let nb_task = tokio::spawn(publisher.run(nb_stop_rx));
+    timeout(WAIT, nb_connected.wait_for(|c| *c))
+        .await
+        .expect("northbound connected over TLS within 15 s")
+        .unwrap();
+    nb_stop.send(true).unwrap();
+    timeout(WAIT, nb_task).await.unwrap().unwrap().unwrap();
+
     // Trusting another CA: never connected, errors counted.
     let wrong = config(broker.tls, "tls-c", &format!("ca_file = {:?}", other.pem));
     let c = run(wrong.clone());

@@ -93,6 +93,9 @@ pub struct NorthboundMetrics {
     pub connection_errors: AtomicU64,
     /// Connections after the first.
     pub reconnects: AtomicU64,
+    /// States and alarm transitions dropped because their message would
+    /// exceed the largest packet (1 MiB).
+    pub oversize: AtomicU64,
 }
 
 impl NorthboundMetrics {
@@ -107,7 +110,7 @@ impl NorthboundMetrics {
 
     /// The counters as [`Stat`]s labelled with the source's name.
     pub fn stats(&self, source: &str) -> Vec<Stat> {
-        let counters: [(&'static str, &'static str, &AtomicU64); 8] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 9] = [
             (
                 "mqtt_northbound_states_published",
                 "Twin states published northbound.",
@@ -147,6 +150,11 @@ impl NorthboundMetrics {
                 "mqtt_northbound_reconnects",
                 "Northbound connections after the first.",
                 &self.reconnects,
+            ),
+            (
+                "mqtt_northbound_oversize",
+                "Northbound messages dropped for exceeding the largest packet.",
+                &self.oversize,
             ),
         ];
         counters
@@ -379,6 +387,9 @@ impl Running<'_> {
                 ) else {
                     return;
                 };
+                if oversize(&p.metrics, &p.name, &topic, &payload) {
+                    return;
+                }
                 match self.client.try_publish(topic, self.qos, false, payload) {
                     Ok(()) => NorthboundMetrics::bump(&p.metrics.alarms_published, 1),
                     Err(e) => {
@@ -411,6 +422,11 @@ impl Running<'_> {
                 sent += 1;
                 continue;
             };
+            if oversize(&p.metrics, &p.name, &topic, &payload) {
+                self.pending[twin as usize] = None;
+                sent += 1;
+                continue;
+            }
             match self
                 .client
                 .try_publish(topic, self.qos, p.northbound.retain, payload)
@@ -429,6 +445,23 @@ impl Running<'_> {
         }
         self.dirty.drain(..sent);
     }
+}
+
+/// Whether a message is too large for the connection (rumqttc would fail
+/// the connection over it); counts and logs it.
+fn oversize(metrics: &NorthboundMetrics, name: &str, topic: &str, payload: &[u8]) -> bool {
+    // Fixed header, topic length and packet id.
+    if topic.len() + payload.len() + 16 <= MAX_PACKET {
+        return false;
+    }
+    NorthboundMetrics::bump(&metrics.oversize, 1);
+    tracing::warn!(
+        source = %name,
+        topic,
+        bytes = payload.len(),
+        "northbound message dropped: larger than {MAX_PACKET} bytes"
+    );
+    true
 }
 
 /// Topic and JSON payload of a twin's state; `None` for a twin index or
@@ -517,5 +550,126 @@ fn value_json(v: &Value, states: &[String]) -> Json {
             Some(name) => Json::String(name.clone()),
             None => Json::from(*i),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use twins::alarm::{AlarmState, Cause};
+    use twins::model::SourceFile;
+    use twins::{Quality, Reason, Timestamp};
+
+    use super::*;
+
+    fn model() -> Model {
+        let text = r#"
+            [class.Pump]
+            tier = "device"
+            [class.Pump.properties]
+            flow = { unit = "m3/h" }
+            state = { type = "enum", states = ["off", "on"] }
+            [[class.Pump.alarms]]
+            name = "dry"
+            when = "flow < 1"
+            priority = "medium"
+            [class.E]
+            tier = "enterprise"
+            [class.R]
+            tier = "region"
+            [class.P]
+            tier = "plant"
+            [class.L]
+            tier = "line"
+            [enterprise]
+            name = "acme"
+            class = "E"
+            [twin."r"]
+            class = "R"
+            [twin."r/p"]
+            class = "P"
+            [twin."r/p/l"]
+            class = "L"
+            [twin."r/p/l/p1"]
+            class = "Pump"
+        "#;
+        twins::model::compile(&[SourceFile {
+            path: PathBuf::from("m.toml"),
+            text: text.to_owned(),
+        }])
+        .unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn state_json_names_enums_and_nulls_non_finite_numbers() {
+        let m = model();
+        let twin = m
+            .twins
+            .iter()
+            .position(|t| t.path.as_str() == "acme/r/p/l/p1")
+            .unwrap();
+        let ts = Timestamp::from_millis(1_700_000_000_000);
+        let slots = [
+            Slot::new(Value::F64(f64::NAN), Quality::Uncertain(Reason::Stale), ts),
+            Slot::new(Value::Enum(1), Quality::Good, ts),
+        ];
+        let (topic, payload) = state_message(&m, "x/y", twin, 9, &slots).unwrap();
+        assert_eq!(topic, "x/y/acme/r/p/l/p1");
+        let j: Json = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            j,
+            json!({"path": "acme/r/p/l/p1", "class": "Pump", "seq": 9, "props": {
+                "flow": {"value": null, "unit": "m3/h", "quality": "uncertain(stale)",
+                         "ts": "2023-11-14T22:13:20.000Z"},
+                "state": {"value": "on", "unit": null, "quality": "good",
+                          "ts": "2023-11-14T22:13:20.000Z"}}})
+        );
+        assert!(
+            state_message(&m, "x", twin, 9, &slots[..1]).is_none(),
+            "wrong slot count"
+        );
+        assert!(
+            state_message(&m, "x", 99, 9, &slots).is_none(),
+            "unknown twin"
+        );
+    }
+
+    #[test]
+    fn alarm_json_carries_mode_and_shelve_end() {
+        let m = model();
+        let twin = m
+            .twins
+            .iter()
+            .position(|t| t.path.as_str() == "acme/r/p/l/p1")
+            .unwrap();
+        let until = Timestamp::from_millis(1_700_000_060_000);
+        let t = Transition {
+            from: (AlarmState::ActiveUnacked, AlarmMode::Enabled),
+            to: (AlarmState::ActiveUnacked, AlarmMode::Shelved { until }),
+            at: Timestamp::from_millis(1_700_000_000_000),
+            cause: Cause::Shelved,
+        };
+        let (topic, payload) = alarm_message(&m, "x", twin, 0, &t).unwrap();
+        assert_eq!(topic, "x/acme/r/p/l/p1/alarms/dry");
+        let j: Json = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            j,
+            json!({"from": "active_unacked", "to": "active_unacked", "mode": "shelved",
+                   "cause": "shelved", "at": "2023-11-14T22:13:20.000Z", "priority": "medium",
+                   "shelved_until": "2023-11-14T22:14:20.000Z"})
+        );
+        assert!(
+            alarm_message(&m, "x", twin, 5, &t).is_none(),
+            "unknown alarm"
+        );
+    }
+
+    #[test]
+    fn oversize_messages_are_counted() {
+        let m = NorthboundMetrics::default();
+        assert!(!oversize(&m, "s", "t", &[0; 1000]));
+        assert!(oversize(&m, "s", "t", &vec![0; MAX_PACKET]));
+        assert_eq!(NorthboundMetrics::get(&m.oversize), 1);
     }
 }
