@@ -12,7 +12,8 @@
 //! 4 points over `TOPICS` topics as fast as the broker takes them. Each
 //! subscriber runs alone for `MQTT_BENCH_SECS` seconds (default 5) after a
 //! 1 s warm-up; the variants alternate over `MQTT_BENCH_ROUNDS` rounds
-//! (default 2) and the table shows the mean. Needs `mosquitto`.
+//! (default 3) and the summary shows medians, ratios taken within a
+//! round. Needs `mosquitto`.
 //!
 //! Each subscriber runs on a thread of its own with a current-thread tokio
 //! runtime, so its whole cost (rumqttc included) is that thread's CPU time,
@@ -437,6 +438,15 @@ fn decode_only() -> (f64, f64) {
     (bare, adapter)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -447,7 +457,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
     let secs = env_u64("MQTT_BENCH_SECS", 5);
-    let rounds = env_u64("MQTT_BENCH_ROUNDS", 2) as u32;
+    let rounds = env_u64("MQTT_BENCH_ROUNDS", 3) as u32;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -481,8 +491,9 @@ fn main() {
     );
     let mut run = 0;
     for (broker, addr) in brokers {
-        let mut sums = [Figures::default(); 3];
+        let mut figures: Vec<[Figures; 3]> = Vec::new();
         for round in 0..rounds {
+            let mut row = [Figures::default(); 3];
             for (k, v) in variants.iter().enumerate() {
                 run += 1;
                 let f = measure(&rt, addr, *v, run, secs);
@@ -495,42 +506,37 @@ fn main() {
                     100.0 * f.cpu,
                     f.per_cpu_second()
                 );
-                sums[k].msgs += f.msgs;
-                sums[k].samples += f.samples;
-                sums[k].cpu += f.cpu;
+                row[k] = f;
             }
+            figures.push(row);
         }
-        let n = f64::from(rounds);
-        let mean: Vec<Figures> = sums
-            .iter()
-            .map(|f| Figures {
-                msgs: f.msgs / n,
-                samples: f.samples / n,
-                cpu: f.cpu / n,
-            })
-            .collect();
-        println!("{broker}: mean of {rounds} round(s)");
+        // Ratios within a round (the variants ran one after the other, under
+        // the same machine load), then the median over the rounds: robust to
+        // load from other processes drifting between rounds.
+        let ratio = |num: usize, den: usize, f: fn(&Figures) -> f64| {
+            median(figures.iter().map(|r| f(&r[num]) / f(&r[den])).collect())
+        };
+        let msgs = |f: &Figures| f.msgs;
+        let per_cpu = |f: &Figures| f.per_cpu_second();
+        println!("{broker}: median of {rounds} round(s)");
         for (k, v) in variants.iter().enumerate() {
-            let f = mean[k];
             println!(
-                "  {:<38} {:>8.0} msg/s {:>8.0} samples/s  subscriber CPU {:>5.1} %  {:>8.0} msg per CPU-s",
+                "  {:<38} {:>8.0} msg/s {:>8.0} samples/s  {:>8.0} msg per CPU-s",
                 v.name(),
-                f.msgs,
-                f.samples,
-                100.0 * f.cpu,
-                f.per_cpu_second()
+                median(figures.iter().map(|r| r[k].msgs).collect()),
+                median(figures.iter().map(|r| r[k].samples).collect()),
+                median(figures.iter().map(|r| r[k].per_cpu_second()).collect()),
             );
         }
-        let (bare, src, json) = (mean[0], mean[1], mean[2]);
         println!(
             "  delivered rate, MqttSource / bare count-only: {:.1} %   MqttSource / bare + JSON: {:.1} %",
-            100.0 * src.msgs / bare.msgs,
-            100.0 * src.msgs / json.msgs
+            100.0 * ratio(1, 0, msgs),
+            100.0 * ratio(1, 2, msgs)
         );
         println!(
             "  msg per CPU-s,  MqttSource / bare count-only: {:.1} %   MqttSource / bare + JSON: {:.1} %",
-            100.0 * src.per_cpu_second() / bare.per_cpu_second(),
-            100.0 * src.per_cpu_second() / json.per_cpu_second()
+            100.0 * ratio(1, 0, per_cpu),
+            100.0 * ratio(1, 2, per_cpu)
         );
     }
 }
