@@ -254,13 +254,15 @@ impl NorthboundPublisher {
         let capacity = twins.clamp(64, 4096);
         let (client, eventloop) = AsyncClient::new(options, capacity);
         let mut feed = self.changes.subscribe();
-        let driver = tokio::spawn(drive(
+        // Aborted when this future ends or is dropped (the composite source
+        // drops it when the subscriber fails).
+        let mut driver = AbortOnDrop(tokio::spawn(drive(
             eventloop,
             self.name.clone(),
             format!("{}:{}", self.config.host, self.config.port),
             Arc::clone(&self.metrics),
             self.connected.clone(),
-        ));
+        )));
         let mut connected = self.connected.subscribe();
         let mut tick = tokio::time::interval(self.northbound.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -297,14 +299,17 @@ impl NorthboundPublisher {
         }
         // Best effort: the driver sends the disconnect, then stops.
         let _ = client.try_disconnect();
-        let mut driver = driver;
-        if tokio::time::timeout(Duration::from_secs(1), &mut driver)
-            .await
-            .is_err()
-        {
-            driver.abort();
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver.0).await;
         Ok(())
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
