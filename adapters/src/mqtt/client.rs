@@ -699,15 +699,21 @@ impl MqttSource {
         sink: Arc<dyn SampleSink>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), SourceError> {
-        if self.config.config.tls {
-            return Err(SourceError::Failed {
-                source_name: self.name.clone(),
-                message: "`tls` is set: expected plain TCP, TLS is not supported yet".to_owned(),
-            });
+        let mut options = self.options();
+        match super::tls::transport(&self.config.config) {
+            Ok(Some(transport)) => {
+                options.set_transport(transport);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(SourceError::Failed {
+                    source_name: self.name.clone(),
+                    message: e.to_string(),
+                });
+            }
         }
         let capacity = self.config.config.subscriptions.len() * 2 + 16;
-        let (client, mut eventloop): (AsyncClient, EventLoop) =
-            AsyncClient::new(self.options(), capacity);
+        let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(options, capacity);
         let mut run = Running::new(*self, sink, client);
         let mut backoff = BACKOFF_MIN;
         loop {

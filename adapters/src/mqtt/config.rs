@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -29,6 +31,23 @@ pub struct MqttConfig {
     /// Whether to connect over TLS; false unless set.
     #[serde(default)]
     pub tls: bool,
+    /// With `tls`: PEM file of the certificate authorities to trust; the
+    /// system's roots unless set.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// With `tls`: PEM file of the client certificate (chain) for mutual
+    /// TLS; needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// With `tls`: PEM file of the client certificate's private key (PKCS#8,
+    /// PKCS#1 or SEC1); needs `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Whether twinrt starts an MQTT broker listening on `host:port` for
+    /// this source to connect to; false unless set. `host` must then be an
+    /// IP address (`127.0.0.1` keeps the broker to this machine).
+    #[serde(default)]
+    pub embedded_broker: bool,
     /// Keep-alive interval as a duration string (`"30s"`, `"1m"`); 30 s
     /// unless set. MQTT carries it in whole seconds, at most 65535.
     #[serde(default = "default_keep_alive", deserialize_with = "de_duration")]
@@ -124,6 +143,15 @@ pub struct Northbound {
     /// QoS to publish with (0 or 1); 0 unless set.
     #[serde(default)]
     pub qos: Qos,
+    /// Each twin's state is published at most once per interval, with its
+    /// latest values (alarm transitions are not held back); `"1s"` unless
+    /// set.
+    #[serde(default = "default_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_port() -> u16 {
@@ -173,6 +201,31 @@ pub enum ConfigError {
     },
     #[error("`northbound.prefix` is `{found}`: expected a topic without `+`, `#` or empty levels")]
     Prefix { found: String },
+    #[error("`northbound.interval` is {found:?}: expected from 1ms to 1h")]
+    Interval { found: Duration },
+    #[error("`host` is `{found}` with `embedded_broker`: expected an IP address to listen on")]
+    BrokerHost { found: String },
+    #[error(
+        "`tls` is set with `embedded_broker`: expected plain TCP, the embedded broker has no TLS"
+    )]
+    BrokerTls,
+    #[error("`{field}` is set without `tls`: expected `tls = true` or no `{field}`")]
+    WithoutTls { field: &'static str },
+    #[error("`{field}` is set without `{needs}`: expected both or neither")]
+    CertWithoutKey {
+        field: &'static str,
+        needs: &'static str,
+    },
+    #[error(
+        "`tls` is set without `ca_file` and no system root certificate was found{detail}: expected `ca_file`"
+    )]
+    NoSystemRoots { detail: String },
+    #[error("`{field}` file `{}`: {message}", path.display())]
+    Pem {
+        field: &'static str,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// A validated configuration: the serde layer and each subscription's
@@ -242,6 +295,40 @@ impl MqttConfig {
                     found: nb.prefix.clone(),
                 });
             }
+            if nb.interval < Duration::from_millis(1) || nb.interval > Duration::from_secs(3600) {
+                errors.push(ConfigError::Interval { found: nb.interval });
+            }
+        }
+        if self.embedded_broker {
+            if self.host.trim().parse::<IpAddr>().is_err() && !self.host.trim().is_empty() {
+                errors.push(ConfigError::BrokerHost {
+                    found: self.host.clone(),
+                });
+            }
+            if self.tls {
+                errors.push(ConfigError::BrokerTls);
+            }
+        }
+        let files = [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ];
+        for (field, file) in files {
+            if file.is_some() && !self.tls {
+                errors.push(ConfigError::WithoutTls { field });
+            }
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => errors.push(ConfigError::CertWithoutKey {
+                field: "client_cert",
+                needs: "client_key",
+            }),
+            (None, Some(_)) => errors.push(ConfigError::CertWithoutKey {
+                field: "client_key",
+                needs: "client_cert",
+            }),
+            _ => {}
         }
         if errors.is_empty() {
             Ok(ValidConfig {
@@ -404,5 +491,61 @@ mod tests {
                 "`northbound.prefix` is `a/+`: expected a topic without `+`, `#` or empty levels",
             ]
         );
+    }
+
+    #[test]
+    fn broker_tls_and_interval_rules() {
+        let c = parse(
+            r#"
+            host = "broker.local"
+            client_id = "c"
+            embedded_broker = true
+            tls = true
+            ca_file = "ca.pem"
+            [northbound]
+            prefix = "p"
+            interval = "2h"
+        "#,
+        )
+        .expect("serde layer accepts it");
+        assert_eq!(
+            c.northbound.as_ref().unwrap().interval,
+            Duration::from_secs(7200)
+        );
+        let errors: Vec<String> = c
+            .validate()
+            .expect_err("invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "`northbound.interval` is 7200s: expected from 1ms to 1h",
+                "`host` is `broker.local` with `embedded_broker`: expected an IP address to listen on",
+                "`tls` is set with `embedded_broker`: expected plain TCP, the embedded broker has no TLS",
+            ]
+        );
+        let c = parse("host = \"h\"\nclient_id = \"c\"\nclient_cert = \"c.pem\"").unwrap();
+        let errors: Vec<String> = c
+            .validate()
+            .expect_err("invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "`client_cert` is set without `tls`: expected `tls = true` or no `client_cert`",
+                "`client_cert` is set without `client_key`: expected both or neither",
+            ]
+        );
+        let c = parse("host = \"::1\"\nclient_id = \"c\"\nembedded_broker = true\n[northbound]\nprefix = \"p\"")
+            .unwrap();
+        assert_eq!(
+            c.northbound.as_ref().unwrap().interval,
+            Duration::from_secs(1)
+        );
+        c.validate().expect("an IPv6 loopback broker is fine");
     }
 }
