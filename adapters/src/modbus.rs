@@ -38,7 +38,9 @@
 //! significant) of one register. The order defaults to `ABCD` and is not
 //! allowed on `bool` and `bit:N`. A decoded number becomes
 //! `value * scale + offset` (defaults 1 and 0; not on booleans).
-//! `deadband` (>= 0, in scaled units) suppresses changes smaller than it.
+//! `deadband` (>= 0, in scaled units) suppresses changes smaller than it
+//! from the last delivered value; the point is still re-delivered once per
+//! expected period (else every ten poll intervals), see [`deadband`].
 //! `group` names the endpoint poll group (default: the endpoint's first).
 //! `endpoint` names the source's endpoint the point is read from; required
 //! when the source has several endpoints, else it defaults to the only one.
