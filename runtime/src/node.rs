@@ -64,6 +64,9 @@ pub struct Node {
     pub edge: Edge,
     /// Every change of every twin (northbound publishers, live streams).
     pub changes: ChangeFeed,
+    /// MQTT brokers started for sources with `embedded_broker = true`; they
+    /// run until the process exits.
+    pub brokers: Vec<adapters::mqtt::EmbeddedBroker>,
     root: ActorRef<TwinMsg>,
     root_join: tokio::task::JoinHandle<()>,
     writer_handle: Option<WriterHandle>,
@@ -101,6 +104,7 @@ impl Node {
         for w in &plan.warnings {
             tracing::warn!("{w}");
         }
+        let brokers = start_embedded_brokers(&model).await?;
         let edge = Edge::new(plan, config.registry.clone(), env);
         let (writer, writer_handle) = StoreWriter::spawn(store.clone(), config.writer.clone());
         let mut ctx = TwinContext::new(model.clone(), clock.clone())
@@ -148,6 +152,7 @@ impl Node {
             routers,
             edge,
             changes,
+            brokers,
             root,
             root_join,
             writer_handle: Some(writer_handle),
@@ -190,6 +195,42 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Starts one embedded MQTT broker per address that an `mqtt` source with
+/// `embedded_broker = true` asks for, before any adapter connects.
+async fn start_embedded_brokers(
+    model: &Model,
+) -> anyhow::Result<Vec<adapters::mqtt::EmbeddedBroker>> {
+    let mut brokers: Vec<adapters::mqtt::EmbeddedBroker> = Vec::new();
+    for source in model.sources.iter().filter(|s| s.kind == "mqtt") {
+        // The edge plan validated the table already.
+        let Ok(config) =
+            adapters::registry::deserialize::<adapters::mqtt::MqttConfig>(&source.config)
+        else {
+            continue;
+        };
+        let Some(broker) = adapters::mqtt::embedded_broker_config(&config) else {
+            continue;
+        };
+        if brokers.iter().any(|b| b.local_addr() == broker.listen) {
+            continue;
+        }
+        let listen = broker.listen;
+        let started =
+            tokio::task::spawn_blocking(move || adapters::mqtt::EmbeddedBroker::start(broker))
+                .await
+                .context("the embedded broker's start task failed")?
+                .with_context(|| {
+                    format!(
+                        "source `{}`: cannot start the embedded MQTT broker",
+                        source.name
+                    )
+                })?;
+        tracing::info!(source = %source.name, %listen, "embedded MQTT broker listening");
+        brokers.push(started);
+    }
+    Ok(brokers)
 }
 
 /// Waits until `total` twins have started (initial spawn of the tree).

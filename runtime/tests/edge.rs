@@ -472,7 +472,7 @@ poll_groups = [{{ name = "fast", interval = "200ms" }}]
 [twin."r1/p1/l1/p"]
 class = "Pump"
 source = "plc"
-bindings = {{ flow = "holding:96:f32;scale=10" }}
+bindings = {{ flow = "holding:96:f32;scale=10", speed = "holding:300:f32:CDAB;writable" }}
 "#
     );
     let model = Arc::new(model(&topology).unwrap_or_else(|e| panic!("{e}")));
@@ -486,18 +486,48 @@ bindings = {{ flow = "holding:96:f32;scale=10" }}
         q == Quality::Good && matches!(v, Value::F64(x) if (x - expected).abs() < 1e-6)
     })
     .await;
-    // The plant's roll-up carries it too.
-    let plant = node
-        .directory
-        .get("acme/r1/p1")
-        .expect("plant")
-        .view()
+    // The plant's roll-up carries it too (after its coalescing interval).
+    wait_for(&node, "acme/r1/p1", "the plant's roll-up of it", |v, q| {
+        q == Quality::Good && matches!(v, Value::F64(x) if (x - expected).abs() < 1e-6)
+    })
+    .await;
+
+    // A setpoint write goes to the PLC and comes back through polling; a
+    // point not on the allow-list refuses writes.
+    node.edge
+        .write(path, "speed", Value::F64(1450.0))
         .await
-        .expect("view");
-    let flow = plant.props.iter().find(|p| p.name == "flow").expect("flow");
+        .expect("speed is writable");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = node
+            .directory
+            .get(path)
+            .expect("pump")
+            .view()
+            .await
+            .expect("view");
+        let speed = v.props.iter().find(|p| p.name == "speed").expect("speed");
+        if speed.value == Value::F64(1450.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "speed is {:?}",
+            speed.value
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = node.edge.write(path, "flow", Value::F64(1.0)).await;
     assert!(
-        matches!(flow.value, Value::F64(x) if (x - expected).abs() < 1e-6),
-        "{flow:?}"
+        matches!(
+            refused,
+            Err(runtime::edge::EdgeWriteError::Write {
+                error: adapters::WriteError::NotWritable(_),
+                ..
+            })
+        ),
+        "{refused:?}"
     );
 
     // Unplug: the point turns Bad(comm_failure).

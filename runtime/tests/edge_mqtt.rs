@@ -202,3 +202,95 @@ bindings = {{ flow = "plant/pump-{{n}}/telemetry#flow", temp = "plant/pump-{{n}}
     wait_value(&node, "acme", "flow", 21.0).await;
     node.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_takes_device_data_and_twins_are_published_northbound() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let topology = format!(
+        r#"
+[source.site]
+kind = "mqtt"
+host = "127.0.0.1"
+port = {port}
+client_id = "twinrt-embedded-test"
+embedded_broker = true
+[[source.site.subscriptions]]
+topic = "plant/{{device}}/telemetry"
+qos = 1
+payload = {{ format = "json", points = {{ flow = "/flow" }} }}
+[source.site.northbound]
+prefix = "twinrt/state"
+retain = true
+interval = "100ms"
+
+[enterprise]
+name = "acme"
+class = "E"
+[twin."r1"]
+class = "R"
+[twin."r1/p1"]
+class = "P"
+[twin."r1/p1/l1"]
+class = "L"
+[twin."r1/p1/l1/pump-1"]
+class = "Pump"
+source = "site"
+bindings = {{ flow = "plant/pump-1/telemetry#flow" }}
+"#
+    );
+    let model = compile(&[SourceFile {
+        path: "model.toml".into(),
+        text: format!("{MODEL}{topology}"),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start(
+        Arc::new(model),
+        NodeConfig::default(),
+        Clock::system(),
+        None,
+    )
+    .await
+    .expect("node starts with its embedded broker");
+    assert_eq!(node.brokers.len(), 1);
+    assert_eq!(node.brokers[0].local_addr().port(), port);
+
+    // A real client publishes to the broker inside the node.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        publish(port, "plant/pump-1/telemetry", r#"{"flow": 33.25}"#);
+        if prop(&node, "acme/r1/p1/l1/pump-1", "flow").await.0 == Value::F64(33.25) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no value arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A real subscriber gets the retained twin state from the same broker.
+    let out = Command::new(binary("mosquitto_sub"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "twinrt/state/acme/r1/p1/l1/pump-1",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
+        .output()
+        .expect("run mosquitto_sub");
+    assert!(
+        out.status.success(),
+        "mosquitto_sub got nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the state is JSON");
+    assert_eq!(state["path"], "acme/r1/p1/l1/pump-1");
+    assert_eq!(state["props"]["flow"]["value"], 33.25);
+    assert_eq!(state["props"]["flow"]["quality"], "good");
+    node.shutdown().await.expect("clean shutdown");
+}

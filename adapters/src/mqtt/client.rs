@@ -89,7 +89,10 @@ use super::sparkplug::{
     self, Action, BD_SEQ, Host, MessageType, NAMESPACE, NodeKey, RebirthReason, SparkplugError,
     SparkplugTopic,
 };
-use crate::source::{BindError, PointSpec, SampleSink, SampleSource, SourceError, SourceFuture};
+use crate::source::{
+    BindError, PointSpec, SampleSink, SampleSource, SourceError, SourceFuture, SourceStats, Stat,
+    StatKind,
+};
 
 /// First pause after a connection error.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -533,9 +536,149 @@ impl MqttSource {
     }
 }
 
+/// [`MqttMetrics`] of one source as labelled counters (`mqtt_*`, label `source`).
+#[derive(Debug)]
+struct MqttStats {
+    source: String,
+    metrics: Arc<MqttMetrics>,
+    status: watch::Receiver<MqttStatus>,
+}
+
+impl SourceStats for MqttStats {
+    fn stats(&self) -> Vec<Stat> {
+        let m = &self.metrics;
+        let counters: [(&'static str, &'static str, &AtomicU64); 22] = [
+            ("mqtt_messages", "publish packets received", &m.messages),
+            ("mqtt_samples", "samples delivered to twins", &m.samples),
+            (
+                "mqtt_rejected_unknown_topic",
+                "publishes no subscription matches",
+                &m.rejected_unknown_topic,
+            ),
+            (
+                "mqtt_rejected_unbound_topic",
+                "publishes on a topic no point is bound to",
+                &m.rejected_unbound_topic,
+            ),
+            (
+                "mqtt_rejected_unbound_point",
+                "decoded points no binding asked for",
+                &m.rejected_unbound_point,
+            ),
+            (
+                "mqtt_rejected_decode",
+                "payloads that did not decode",
+                &m.rejected_decode,
+            ),
+            (
+                "mqtt_rejected_duplicate",
+                "QoS 1 redeliveries already applied",
+                &m.rejected_duplicate,
+            ),
+            (
+                "mqtt_missing_points",
+                "bound points a payload did not carry",
+                &m.missing_points,
+            ),
+            (
+                "mqtt_rejected_out_of_range",
+                "values outside their point's range",
+                &m.rejected_out_of_range,
+            ),
+            (
+                "mqtt_rejected_type",
+                "values of a type their point cannot take",
+                &m.rejected_type,
+            ),
+            (
+                "mqtt_sparkplug_births",
+                "Sparkplug births taken in",
+                &m.sparkplug_births,
+            ),
+            (
+                "mqtt_sparkplug_deaths",
+                "Sparkplug deaths that took a node or device offline",
+                &m.sparkplug_deaths,
+            ),
+            (
+                "mqtt_sparkplug_stale_deaths",
+                "Sparkplug deaths of an earlier session, ignored",
+                &m.sparkplug_stale_deaths,
+            ),
+            (
+                "mqtt_sparkplug_rebirth_requests",
+                "Sparkplug rebirth requests published",
+                &m.sparkplug_rebirth_requests,
+            ),
+            (
+                "mqtt_sparkplug_seq_gaps",
+                "Sparkplug messages whose seq did not follow",
+                &m.sparkplug_seq_gaps,
+            ),
+            (
+                "mqtt_sparkplug_unknown_metrics",
+                "Sparkplug data naming an undeclared metric",
+                &m.sparkplug_unknown_metrics,
+            ),
+            (
+                "mqtt_sparkplug_not_born",
+                "Sparkplug messages from a node or device not born",
+                &m.sparkplug_not_born,
+            ),
+            (
+                "mqtt_sparkplug_unreadable_metrics",
+                "Sparkplug metrics that could not be read",
+                &m.sparkplug_unreadable_metrics,
+            ),
+            (
+                "mqtt_reconnects",
+                "connections after the first",
+                &m.reconnects,
+            ),
+            (
+                "mqtt_connection_errors",
+                "connection errors",
+                &m.connection_errors,
+            ),
+            (
+                "mqtt_subscribed",
+                "connections on which every subscription was acknowledged",
+                &AtomicU64::new(self.status.borrow().subscribed),
+            ),
+            (
+                "mqtt_connected",
+                "whether the broker acknowledged the current connection",
+                &AtomicU64::new(u64::from(self.status.borrow().connected)),
+            ),
+        ];
+        counters
+            .into_iter()
+            .map(|(name, help, c)| Stat {
+                name,
+                help,
+                kind: if name == "mqtt_connected" {
+                    StatKind::Gauge
+                } else {
+                    StatKind::Counter
+                },
+                labels: vec![("source", self.source.clone())],
+                value: MqttMetrics::get(c) as f64,
+            })
+            .collect()
+    }
+}
+
 impl SampleSource for MqttSource {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn stats(&self) -> Option<Arc<dyn SourceStats>> {
+        Some(Arc::new(MqttStats {
+            source: self.name.clone(),
+            metrics: self.metrics.clone(),
+            status: self.status.subscribe(),
+        }))
     }
 
     fn bind(&mut self, points: Vec<PointSpec>) -> Result<(), Vec<BindError>> {
