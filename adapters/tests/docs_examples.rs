@@ -90,6 +90,10 @@ fn the_example_point_addresses_parse() {
         "40011:i32",
         "coil:7",
         "input:20:bit:3",
+        "holding:100:f32:CDAB;scale=0.1;group=fast;endpoint=crude-unit-plc",
+        "input:10:u16;scale=0.1;deadband=0.5;endpoint=tank-farm-gw",
+        "holding:200:f32:CDAB;scale=0.01;writable;endpoint=crude-unit-plc",
+        "coil:7;writable;endpoint=tank-farm-gw",
     ] {
         assert!(guide().contains(address), "{address} is in the guide");
         PointAddress::parse(address).unwrap_or_else(|e| panic!("{address}: {e}"));
