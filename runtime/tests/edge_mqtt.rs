@@ -213,7 +213,7 @@ async fn the_embedded_broker_takes_device_data_and_twins_are_published_northboun
         r#"
 [source.site]
 kind = "mqtt"
-host = "127.0.0.1"
+# no host: the broker listens on 127.0.0.1, the default
 port = {port}
 client_id = "twinrt-embedded-test"
 embedded_broker = true

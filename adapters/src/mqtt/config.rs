@@ -15,7 +15,10 @@ use super::topic::{TemplateError, TopicTemplate};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// Broker host name or IP address.
+    /// Broker host name or IP address; `127.0.0.1` unless set (with
+    /// `embedded_broker`, the address the broker listens on: this machine
+    /// only).
+    #[serde(default = "default_host")]
     pub host: String,
     /// Broker TCP port; 1883 unless set (8883 is customary with TLS).
     #[serde(default = "default_port")]
@@ -152,6 +155,10 @@ pub struct Northbound {
 
 fn default_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
 }
 
 fn default_port() -> u16 {
