@@ -5,8 +5,10 @@
 //!
 //! Needs `mosquitto_pub` (Debian package `mosquitto-clients`).
 
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,67 +16,16 @@ use adapters::mqtt::{
     BrokerConfig, BrokerError, EmbeddedBroker, MqttConfig, MqttMetrics, MqttSource, MqttStatus,
     embedded_broker_config,
 };
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use adapters::{PointSpec, SampleSource};
+use harness::{ChannelSink, free_port, publish};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, PointId, Quality, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, PointId, Quality, Timestamp, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH: install the `mosquitto-clients` package");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-async fn publish(port: u16, topic: &str, payload: &str) {
-    let out = tokio::process::Command::new(binary("mosquitto_pub"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-        .args(["-t", topic, "-m", payload])
-        .output()
-        .await
-        .expect("run mosquitto_pub");
-    assert!(
-        out.status.success(),
-        "mosquitto_pub to `{topic}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
-}
-
 fn point(address: &str) -> PointSpec {
-    PointSpec {
-        twin: TwinPath::parse("plant/s1/p1").unwrap(),
-        prop: address.rsplit('#').next().unwrap().to_owned(),
-        class: "Pump".to_owned(),
-        sim: None,
-        address: address.to_owned(),
-        ty: ValueType::F64,
-        unit: None,
-        range: None,
-        period: None,
-        states: Vec::new(),
-    }
+    harness::point(address, ValueType::F64, None)
 }
 
 async fn start(config: BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {

@@ -11,96 +11,40 @@
 //! set the message count and the chunk size; `TWINRT_EO_MODE=restart` or
 //! `takeover` uses only one way to disconnect.
 
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adapters::mqtt::{MqttConfig, MqttMetrics, MqttSource, MqttStatus};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use adapters::{PointSpec, SampleSource};
+use harness::{Broker, ChannelSink, free_port};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, Sample, TwinPath, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOPIC: &str = "eo/line1/seq";
 
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH or in /usr/sbin: run `./scripts/test.sh`");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// A Mosquitto process with persistence, killed on drop.
-struct Broker {
-    child: Child,
-    conf: PathBuf,
-    port: u16,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        // Started as root, Mosquitto drops to the `mosquitto` user, which
-        // must be able to write its database here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n\
-                 persistence true\npersistence_location {}/\n\
-                 max_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        Broker::spawn(conf, port)
-    }
-
-    fn spawn(conf: PathBuf, port: u16) -> Broker {
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child, conf, port };
-        for _ in 0..400 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mosquitto did not listen on 127.0.0.1:{port} within 10 s");
-    }
-
-    /// SIGTERM (Mosquitto saves its database on the way out), then start.
-    fn restart(mut self) -> Broker {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM mosquitto");
-        let exit = self.child.wait().expect("wait for mosquitto");
-        assert!(exit.success(), "mosquitto exited with {exit}");
-        Broker::spawn(self.conf.clone(), self.port)
-    }
+/// Mosquitto with persistence, killed on drop.
+fn start_broker(dir: &Path, port: u16) -> Broker {
+    // Started as root, Mosquitto drops to the `mosquitto` user, which
+    // must be able to write its database here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Broker::start_with(
+        dir,
+        port,
+        &format!(
+            "persistence true\npersistence_location {}/\nmax_queued_messages 1000000\n",
+            dir.display()
+        ),
+    )
 }
 
 /// Takes the session of `client_id` over with a bare MQTT 3.1.1 CONNECT
@@ -120,22 +64,6 @@ fn kick(port: u16, client_id: &str) {
     s.read_exact(&mut connack).expect("CONNACK");
     assert_eq!(connack[..2], [0x20, 2], "CONNACK");
     assert_eq!(connack[3], 0, "connection accepted");
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -171,7 +99,7 @@ async fn every_message_is_applied_once_across_broker_restarts() {
     let mode = std::env::var("TWINRT_EO_MODE").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut broker = Broker::start(dir.path(), port);
+    let mut broker = start_broker(dir.path(), port);
 
     let config: MqttConfig = toml::from_str(&format!(
         r#"
@@ -298,7 +226,8 @@ async fn every_message_is_applied_once_across_broker_restarts() {
                 _ => (seq / every) % 2 == 1,
             };
             if restart {
-                broker = broker.restart();
+                // SIGTERM: Mosquitto saves its database on the way out.
+                broker = broker.terminate_and_restart();
             } else {
                 kick(port, &format!("twinrt-eo-{port}"));
             }

@@ -9,88 +9,32 @@
 //! `TWINRT_FUZZ_MESSAGES` sets the number of payloads (10,000 unless set),
 //! `TWINRT_FUZZ_SEED` the generator's seed.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use adapters::SampleSource;
 use adapters::mqtt::{DEFAULT_MAX_PAYLOAD, MqttConfig, MqttMetrics, MqttSource, MqttStatus};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use harness::{Broker, ChannelSink, free_port, point};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, PointId, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, PointId, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH or in /usr/sbin: run `./scripts/test.sh`");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
 /// A Mosquitto process, killed on drop. It queues without limit, so a
 /// subscriber that lags loses no QoS 1 message.
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child };
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mosquitto did not listen on 127.0.0.1:{port} within 5 s");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
+fn start_broker(dir: &Path, port: u16) -> Broker {
+    Broker::start_with(
+        dir,
+        port,
+        "persistence false\nmax_queued_messages 1000000\n",
+    )
 }
 
 /// Marsaglia's xorshift64.
@@ -475,21 +419,6 @@ fn unsubscribed(rng: &mut Rng, p: &mut Plan) -> &'static str {
     "unsubscribed topic"
 }
 
-fn point(address: &str, ty: ValueType, range: Option<(f64, f64)>) -> PointSpec {
-    PointSpec {
-        twin: TwinPath::parse("plant/s1/p1").unwrap(),
-        prop: address.rsplit('#').next().unwrap().to_owned(),
-        class: "Pump".to_owned(),
-        sim: None,
-        address: address.to_owned(),
-        ty,
-        unit: None,
-        range,
-        period: None,
-        states: Vec::new(),
-    }
-}
-
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -509,7 +438,7 @@ async fn ten_thousand_hostile_payloads_are_counted_exactly() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _broker = Broker::start(dir.path(), port);
+    let _broker = start_broker(dir.path(), port);
     let config: MqttConfig = toml::from_str(&format!(
         r#"
         host = "127.0.0.1"

@@ -4,129 +4,20 @@
 //! Needs the `mosquitto` and `mosquitto_pub` binaries (Debian packages
 //! `mosquitto` and `mosquitto-clients`); `./scripts/test.sh` installs them.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::mqtt::{MqttConfig, MqttMetrics, MqttSource, MqttStatus};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use adapters::{PointSpec, SampleSource};
+use harness::{Broker, ChannelSink, free_port, publish};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, PointId, Quality, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, PointId, Quality, Sample, Timestamp, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Finds a binary on `PATH` or in the system directories Debian puts it in.
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{name}` not found on PATH or in /usr/sbin: run `./scripts/test.sh`, which installs \
-         the `mosquitto` and `mosquitto-clients` packages"
-    );
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// A Mosquitto process, killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-    conf: PathBuf,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )
-        .unwrap();
-        Broker::spawn(conf, port)
-    }
-
-    fn spawn(conf: PathBuf, port: u16) -> Broker {
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child, port, conf };
-        broker.await_listening();
-        broker
-    }
-
-    fn await_listening(&self) {
-        // Mosquitto signals readiness only by accepting connections.
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "mosquitto did not listen on 127.0.0.1:{} within 5 s",
-            self.port
-        );
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(mut self) -> Broker {
-        self.kill();
-        Broker::spawn(self.conf.clone(), self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Publishes with the real `mosquitto_pub`, QoS 1, and waits for it to finish.
-async fn publish(port: u16, topic: &str, payload: &str) {
-    let out = tokio::process::Command::new(binary("mosquitto_pub"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-        .args(["-t", topic, "-m", payload])
-        .output()
-        .await
-        .expect("run mosquitto_pub");
-    assert!(
-        out.status.success(),
-        "mosquitto_pub to `{topic}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
-}
 
 async fn next_batch(rx: &mut mpsc::UnboundedReceiver<Vec<Sample>>) -> Vec<Sample> {
     timeout(WAIT, rx.recv())
@@ -143,18 +34,7 @@ async fn subscribed(status: &mut watch::Receiver<MqttStatus>, sessions: u64) {
 }
 
 fn point(address: &str) -> PointSpec {
-    PointSpec {
-        twin: TwinPath::parse("plant/s1/p1").unwrap(),
-        prop: address.rsplit('#').next().unwrap().to_owned(),
-        class: "Pump".to_owned(),
-        sim: None,
-        address: address.to_owned(),
-        ty: ValueType::F64,
-        unit: None,
-        range: None,
-        period: None,
-        states: Vec::new(),
-    }
+    harness::point(address, ValueType::F64, None)
 }
 
 fn values(batch: &[Sample]) -> Vec<(PointId, Value)> {

@@ -5,14 +5,17 @@
 //! Needs `mosquitto` and `mosquitto_sub` (Debian packages `mosquitto` and
 //! `mosquitto-clients`).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::mqtt::{Factory, MqttConfig, NorthboundMetrics, NorthboundPublisher};
 use adapters::{SampleSink, SinkClosed, SourceEnv, SourceFactory};
+use harness::{Broker, binary, free_port, publish};
 use ractor::ActorRef;
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -58,62 +61,6 @@ class = "L"
 [twin."r1/p1/l1/s1"]
 class = "Sensor"
 "#;
-
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH: install the `mosquitto` and `mosquitto-clients` packages");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// A Mosquitto process, killed on drop.
-struct Broker(Child);
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker(child);
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mosquitto did not listen on 127.0.0.1:{port} within 5 s");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One message as `mosquitto_sub -F '%r %t %p'` prints it.
 #[derive(Debug, Clone)]
@@ -207,16 +154,6 @@ impl Sub {
         .await
         .unwrap_or_else(|_| panic!("nothing on `{topic}` within 15 s"))
     }
-}
-
-async fn publish(port: u16, topic: &str, payload: &str) {
-    let out = tokio::process::Command::new(binary("mosquitto_pub"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-        .args(["-t", topic, "-m", payload])
-        .output()
-        .await
-        .expect("run mosquitto_pub");
-    assert!(out.status.success(), "mosquitto_pub failed");
 }
 
 #[derive(Debug)]

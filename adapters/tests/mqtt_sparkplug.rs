@@ -7,93 +7,29 @@
 //! Needs `mosquitto`, `mosquitto_sub`, `mosquitto_pub` and Python with
 //! `pysparkplug`; `./scripts/test.sh` installs them.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::mqtt::sparkplug::{self, MetricValue, REBIRTH_METRIC};
 use adapters::mqtt::{MqttConfig, MqttMetrics, MqttSource, MqttStatus};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use adapters::{PointSpec, SampleSource};
+use harness::{Broker, ChannelSink, binary, free_port};
 use prost::Message as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, PointId, Quality, Reason, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, PointId, Quality, Reason, Sample, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(15);
 const GROUP: &str = "plant1";
 const EDGE: &str = "edge7";
 const DEVICE: &str = "pump";
-
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH or in /usr/sbin: run `./scripts/test.sh`");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// A Mosquitto process, killed on drop.
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child };
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mosquitto did not listen on 127.0.0.1:{port} within 5 s");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
-    }
-}
 
 /// Receives samples until one satisfies `pred`; returns all received.
 async fn samples_until(
@@ -116,18 +52,7 @@ async fn samples_until(
 }
 
 fn point(address: &str, ty: ValueType) -> PointSpec {
-    PointSpec {
-        twin: TwinPath::parse("plant/s1/p1").unwrap(),
-        prop: address.rsplit('#').next().unwrap().to_owned(),
-        class: "Pump".to_owned(),
-        sim: None,
-        address: address.to_owned(),
-        ty,
-        unit: None,
-        range: None,
-        period: None,
-        states: Vec::new(),
-    }
+    harness::point(address, ty, None)
 }
 
 fn get(m: &MqttMetrics, f: impl Fn(&MqttMetrics) -> &std::sync::atomic::AtomicU64) -> u64 {

@@ -6,40 +6,24 @@
 //! Needs `mosquitto` and `mosquitto_pub` (Debian packages `mosquitto` and
 //! `mosquitto-clients`).
 
-use std::net::{TcpListener, TcpStream};
+#[path = "fixtures/mosquitto_harness.rs"]
+mod harness;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::mqtt::{MqttConfig, MqttMetrics, MqttSource, MqttStatus};
-use adapters::{PointSpec, SampleSink, SampleSource, SinkClosed};
+use adapters::{PointSpec, SampleSource};
+use harness::{ChannelSink, free_port, publish_tls};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use twins::{Clock, Sample, Timestamp, TwinPath, Value, ValueType};
+use twins::{Clock, Sample, TwinPath, Value, ValueType};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH: install the `mosquitto` and `mosquitto-clients` packages");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
 
 /// A certificate authority, its PEM written to `DIR/NAME-ca.pem`.
 struct Ca {
@@ -83,7 +67,7 @@ impl Ca {
 /// Mosquitto with two TLS listeners: `tls` (server authentication) and
 /// `mtls` (client certificates required); killed on drop.
 struct Broker {
-    child: Child,
+    _mosquitto: harness::Broker,
     tls: u16,
     mtls: u16,
 }
@@ -92,76 +76,24 @@ impl Broker {
     fn start(dir: &Path, ca: &Ca) -> Broker {
         let (cert, key) = ca.issue(dir, "server", &["127.0.0.1", "localhost"]);
         let (tls, mtls) = (free_port(), free_port());
-        let conf = dir.join("mosquitto.conf");
         let ca = ca.pem.display();
         let (cert, key) = (cert.display(), key.display());
-        std::fs::write(
-            &conf,
-            format!(
+        let mosquitto = harness::Broker::with_config(
+            dir,
+            &[tls, mtls],
+            &format!(
                 "persistence false\nallow_anonymous true\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n\
                  listener {tls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
                  listener {mtls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
                  require_certificate true\n"
             ),
-        )
-        .unwrap();
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        for port in [tls, mtls] {
-            let mut up = false;
-            for _ in 0..200 {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            assert!(
-                up,
-                "mosquitto did not listen on 127.0.0.1:{port} within 5 s"
-            );
+        );
+        Broker {
+            _mosquitto: mosquitto,
+            tls,
+            mtls,
         }
-        Broker { child, tls, mtls }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn publish(port: u16, tls_args: &[&Path], topic: &str, payload: &str) {
-    let mut cmd = tokio::process::Command::new(binary("mosquitto_pub"));
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"]);
-    let flags = ["--cafile", "--cert", "--key"];
-    for (flag, path) in flags.iter().zip(tls_args) {
-        cmd.arg(flag).arg(path);
-    }
-    let out = cmd
-        .args(["-t", topic, "-m", payload])
-        .output()
-        .await
-        .expect("run mosquitto_pub");
-    assert!(
-        out.status.success(),
-        "mosquitto_pub to `{topic}` on port {port} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Vec<Sample>>);
-
-impl SampleSink for ChannelSink {
-    fn deliver(&self, samples: Vec<Sample>, _arrival: Timestamp) -> Result<(), SinkClosed> {
-        self.0.send(samples).map_err(|_| SinkClosed)
     }
 }
 
@@ -255,7 +187,7 @@ async fn tls_server_auth_mutual_tls_and_an_untrusted_ca() {
     // Server authentication against ca_file.
     let mut a = run(config(broker.tls, "tls-a", &ca_line));
     a.subscribed().await;
-    publish(broker.tls, &[&ca.pem], "plant/p1/level", "42.5").await;
+    publish_tls(broker.tls, &[&ca.pem], "plant/p1/level", "42.5").await;
     assert_eq!(a.next_value().await, Value::F64(42.5));
     assert_eq!(MqttMetrics::get(&a.metrics.connection_errors), 0);
     a.stop().await;
@@ -268,7 +200,7 @@ async fn tls_server_auth_mutual_tls_and_an_untrusted_ca() {
         &format!("{ca_line}\nclient_cert = {cert:?}\nclient_key = {key:?}"),
     ));
     b.subscribed().await;
-    publish(broker.mtls, &[&ca.pem, &cert, &key], "plant/p1/level", "7").await;
+    publish_tls(broker.mtls, &[&ca.pem, &cert, &key], "plant/p1/level", "7").await;
     assert_eq!(b.next_value().await, Value::F64(7.0));
     b.stop().await;
 
