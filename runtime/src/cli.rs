@@ -116,7 +116,10 @@ pub fn main_entry() -> i32 {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TWINRT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The embedded broker (rumqttd) logs every client that
+                // disconnects abruptly as an error; `TWINRT_LOG=rumqttd=info`
+                // shows its log.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
         .init();
