@@ -29,6 +29,11 @@ if ! { command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/
   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients
 fi
 
+if ! command -v promtool >/dev/null 2>&1; then
+  step "installing prometheus (promtool validates the node's /metrics output)"
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+
 step "python test peers"
 # The Modbus adapter's interop test talks to a real pymodbus server.
 python3 -c "import pymodbus" 2>/dev/null || python3 -m pip install 'pymodbus==3.16.1'

@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod cli;
 pub mod edge;
+pub mod metrics;
 pub mod model_dir;
 pub mod node;
 pub mod router;

@@ -1,0 +1,399 @@
+//! The node's metrics in the Prometheus text exposition format (0.0.4):
+//! twins by tier, samples, restarts, alarms by priority, and every edge
+//! adapter's state and counters. The HTTP layer serves [`render`] at
+//! `/metrics`.
+//!
+//! Metric names start with `twinrt_`. Adapter counters keep the name their
+//! adapter gives them (`modbus_polls` becomes `twinrt_modbus_polls_total`); a
+//! counter pair `X_count` and `X_sum` becomes a summary `X`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use adapters::{Stat, StatKind};
+use cluster::TwinDirectory;
+use twins::alarm::Priority;
+use twins::model::Tier;
+
+use crate::edge::AdapterState;
+use crate::node::Node;
+
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Summary,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// One line of a family: name suffix (`_count`, `_sum` or none), labels, value.
+#[derive(Debug)]
+struct Sample {
+    suffix: &'static str,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+#[derive(Debug)]
+struct Family {
+    help: String,
+    kind: Kind,
+    /// In insertion order.
+    samples: Vec<Sample>,
+}
+
+/// Metric families being collected, rendered sorted by name.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    families: BTreeMap<String, Family>,
+}
+
+impl Exposition {
+    pub fn new() -> Exposition {
+        Exposition::default()
+    }
+
+    /// Adds a sample of family `name` (without the `twinrt_` prefix; counters
+    /// without `_total`). The first sample of a family sets its help and kind.
+    pub fn add(&mut self, name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], value: f64) {
+        // The text format names a counter's family with its `_total`.
+        if kind == Kind::Counter {
+            self.push(&format!("{name}_total"), help, kind, "", labels, value);
+        } else {
+            self.push(name, help, kind, "", labels, value);
+        }
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        suffix: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let family = self
+            .families
+            .entry(format!("twinrt_{}", sanitize(name)))
+            .or_insert_with(|| Family {
+                help: help.to_owned(),
+                kind,
+                samples: Vec::new(),
+            });
+        family.samples.push(Sample {
+            suffix,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (sanitize(k), (*v).to_owned()))
+                .collect(),
+            value,
+        });
+    }
+
+    /// Adds an adapter's stats.
+    pub fn add_stats(&mut self, stats: &[Stat]) {
+        for s in stats {
+            let labels: Vec<(&str, &str)> =
+                s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (base, suffix) = if let Some(b) = s.name.strip_suffix("_count") {
+                (b, "_count")
+            } else if let Some(b) = s.name.strip_suffix("_sum") {
+                (b, "_sum")
+            } else {
+                (s.name, "")
+            };
+            let paired = !suffix.is_empty()
+                && s.kind == StatKind::Counter
+                && stats.iter().any(|o| {
+                    o.kind == StatKind::Counter
+                        && o.name
+                            .strip_suffix(if suffix == "_count" { "_sum" } else { "_count" })
+                            == Some(base)
+                });
+            if paired {
+                self.push(base, s.help, Kind::Summary, suffix, &labels, s.value);
+            } else {
+                let kind = match s.kind {
+                    StatKind::Counter => Kind::Counter,
+                    StatKind::Gauge => Kind::Gauge,
+                };
+                self.add(s.name, s.help, kind, &labels, s.value);
+            }
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, f) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.help));
+            let _ = writeln!(out, "# TYPE {name} {}", f.kind.as_str());
+            for Sample {
+                suffix,
+                labels,
+                value,
+            } in &f.samples
+            {
+                out.push_str(name);
+                out.push_str(suffix);
+                if !labels.is_empty() {
+                    out.push('{');
+                    for (i, (k, v)) in labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+                    }
+                    out.push('}');
+                }
+                let _ = writeln!(out, " {}", number(*value));
+            }
+        }
+        out
+    }
+}
+
+/// Letters, digits and `_` only, not starting with a digit.
+fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Every metric of `node`.
+pub async fn render(node: &Node) -> String {
+    let mut e = Exposition::new();
+    let model = &node.ctx.model;
+    let mut by_tier = [0u64; 5];
+    for t in &model.twins {
+        by_tier[model.classes[t.class].tier.index()] += 1;
+    }
+    for tier in Tier::ALL {
+        e.add(
+            "twins",
+            "Twins in the node's topology, by tier.",
+            Kind::Gauge,
+            &[("tier", tier.name())],
+            by_tier[tier.index()] as f64,
+        );
+    }
+    let m = &node.ctx.metrics;
+    let counters = [
+        ("samples", "Samples applied to twins.", &m.samples),
+        (
+            "sample_batches",
+            "Sample batches handled by twins.",
+            &m.batches,
+        ),
+        (
+            "samples_rejected",
+            "Samples twins rejected (unknown property, wrong type).",
+            &m.samples_rejected,
+        ),
+        (
+            "publishes",
+            "Contributions twins published to their parents.",
+            &m.publishes,
+        ),
+        (
+            "twin_restarts",
+            "Twins restarted by their supervisor after a failure.",
+            &m.restarts,
+        ),
+        (
+            "escalations",
+            "Failures a twin escalated to its own supervisor.",
+            &m.escalations,
+        ),
+        (
+            "alarm_transitions",
+            "Alarm state and mode changes.",
+            &m.alarm_transitions,
+        ),
+        (
+            "store_writes_dropped",
+            "Store writes that could not be queued.",
+            &m.writes_dropped,
+        ),
+        (
+            "adapter_restarts",
+            "Edge adapters restarted by their plant twin after a failure.",
+            &m.adapter_restarts,
+        ),
+    ];
+    for (name, help, c) in counters {
+        e.add(
+            name,
+            help,
+            Kind::Counter,
+            &[],
+            c.load(Ordering::Relaxed) as f64,
+        );
+    }
+    if let Ok(root) = node.directory.get(node.root_path().as_str())
+        && let Ok(view) = root.view().await
+    {
+        for p in Priority::ALL {
+            e.add(
+                "alarms_active",
+                "Active (annunciated) alarms in the whole topology, by priority.",
+                Kind::Gauge,
+                &[("priority", p.name())],
+                f64::from(view.subtree_alarms.active_of(p)),
+            );
+            e.add(
+                "alarms_unacked",
+                "Alarms waiting for acknowledgement in the whole topology, by priority.",
+                Kind::Gauge,
+                &[("priority", p.name())],
+                f64::from(view.subtree_alarms.unacked[p.index()]),
+            );
+        }
+    }
+    for a in node.edge.status() {
+        for state in [
+            AdapterState::Pending,
+            AdapterState::Running,
+            AdapterState::Failed,
+            AdapterState::Stopped,
+        ] {
+            e.add(
+                "adapter_state",
+                "1 for the state each edge adapter is in, 0 for the others.",
+                Kind::Gauge,
+                &[
+                    ("source", &a.name),
+                    ("kind", &a.kind),
+                    ("state", state.as_str()),
+                ],
+                f64::from(u8::from(a.state == state)),
+            );
+        }
+        e.add(
+            "adapter_starts",
+            "Instances of each edge adapter started.",
+            Kind::Counter,
+            &[("source", &a.name)],
+            a.starts as f64,
+        );
+        if let Some(r) = &a.router {
+            e.add(
+                "samples_undeliverable",
+                "Samples of a source whose twin was not running (restarting).",
+                Kind::Counter,
+                &[("source", &a.name)],
+                r.undeliverable.load(Ordering::Relaxed) as f64,
+            );
+        }
+        if let Some(stats) = &a.stats {
+            e.add_stats(&stats.stats());
+        }
+    }
+    e.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_grouped_sorted_and_escaped() {
+        let mut e = Exposition::new();
+        e.add("b", "B.", Kind::Gauge, &[("x", "a\"b\\c\nd")], 1.5);
+        e.add("a", "A\nhelp.", Kind::Counter, &[], 3.0);
+        e.add("b", "ignored", Kind::Gauge, &[("x", "2")], f64::NAN);
+        assert_eq!(
+            e.render(),
+            "# HELP twinrt_a_total A\\nhelp.\n# TYPE twinrt_a_total counter\ntwinrt_a_total 3\n\
+             # HELP twinrt_b B.\n# TYPE twinrt_b gauge\ntwinrt_b{x=\"a\\\"b\\\\c\\nd\"} 1.5\ntwinrt_b{x=\"2\"} NaN\n"
+        );
+    }
+
+    #[test]
+    fn count_and_sum_pairs_become_a_summary() {
+        let stat = |name, kind, value| Stat {
+            name,
+            help: "Poll latency.",
+            kind,
+            labels: vec![("endpoint", "plc".into())],
+            value,
+        };
+        let mut e = Exposition::new();
+        e.add_stats(&[
+            stat("poll_latency_seconds_count", StatKind::Counter, 4.0),
+            stat("poll_latency_seconds_sum", StatKind::Counter, 0.25),
+            stat("poll_latency_seconds_max", StatKind::Gauge, 0.125),
+            stat("lonely_count", StatKind::Counter, 2.0),
+        ]);
+        let text = e.render();
+        assert!(
+            text.contains("# TYPE twinrt_poll_latency_seconds summary\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("twinrt_poll_latency_seconds_count{endpoint=\"plc\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("twinrt_poll_latency_seconds_sum{endpoint=\"plc\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE twinrt_poll_latency_seconds_max gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("twinrt_lonely_count_total{endpoint=\"plc\"} 2\n"),
+            "{text}"
+        );
+    }
+}
