@@ -78,7 +78,7 @@ pub fn point_spec(model: &Model, twin: usize, prop: usize, address: String) -> P
 pub fn plan(model: &Model, registry: &Registry, env: &SourceEnv) -> Result<EdgePlan, Diagnostics> {
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut out = EdgePlan::default();
-    // Bindings per source: (twin, slot, address, where).
+    // Bindings per source: (twin, index in the twin's bindings).
     let mut bound: Vec<Vec<(usize, usize)>> = vec![Vec::new(); model.sources.len()];
     for (ti, t) in model.twins.iter().enumerate() {
         for (bi, b) in t.bindings.iter().enumerate() {
