@@ -22,7 +22,7 @@ use adapters::{PointSpec, PointWriter, Registry, SampleSink, SourceEnv, SourceSt
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tokio::sync::{Notify, watch};
 use twins::actor::{EdgeHost, TwinContext};
-use twins::model::{Diagnostic, Diagnostics, Model, PropKind, Tier};
+use twins::model::{Diagnostic, Diagnostics, Model, PropKind, Tier, did_you_mean, one_of};
 use twins::{PointId, Timestamp, TwinPath, Value};
 
 use crate::router::Router;
@@ -97,7 +97,7 @@ pub fn plan(model: &Model, registry: &Registry, env: &SourceEnv) -> Result<EdgeP
                     source.kind,
                     one_of(&kinds)
                 ),
-                did_you_mean(&source.kind, &kinds),
+                did_you_mean(&source.kind, kinds.iter().copied()),
             ));
             continue;
         };
@@ -233,40 +233,6 @@ fn owner(model: &Model, twins: impl Iterator<Item = usize>) -> Result<usize, (us
         .find(|&a| !model.twins[a].children.is_empty())
         .or_else(|| common.last().copied())
         .unwrap_or(0))
-}
-
-fn one_of(kinds: &[&str]) -> String {
-    let quoted: Vec<String> = kinds.iter().map(|k| format!("`{k}`")).collect();
-    match quoted.split_last() {
-        None => "nothing".into(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-    }
-}
-
-fn did_you_mean(found: &str, kinds: &[&str]) -> Option<String> {
-    kinds
-        .iter()
-        .map(|k| (strsim_distance(found, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| format!("did you mean `{k}`?"))
-}
-
-/// Levenshtein distance (short strings only).
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Where an adapter is in its life.

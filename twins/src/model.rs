@@ -46,7 +46,7 @@ mod types;
 use std::path::PathBuf;
 
 pub use classes::{PropsScope, SIM_MODELS};
-pub use diag::{Diagnostic, Diagnostics, SourceSpan};
+pub use diag::{Diagnostic, Diagnostics, SourceSpan, did_you_mean, one_of};
 pub use library::library_files;
 pub use settings::parse_duration;
 pub use types::*;

@@ -278,7 +278,7 @@ where
 }
 
 /// `did you mean `x`?` for the closest candidate.
-pub(crate) fn did_you_mean<'c, I>(name: &str, candidates: I) -> Option<String>
+pub fn did_you_mean<'c, I>(name: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'c str>,
 {
@@ -286,7 +286,7 @@ where
 }
 
 /// `a`, `b` or `c`.
-pub(crate) fn one_of(items: &[&str]) -> String {
+pub fn one_of(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
     match quoted.len() {
         0 => String::new(),
