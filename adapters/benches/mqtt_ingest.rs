@@ -29,9 +29,10 @@
 //! A decode-only line compares `decode_json` with a bare serde_json parse,
 //! without network.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/fixtures/mosquitto_harness.rs"]
+mod mosquitto;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,63 +46,6 @@ use twins::{Clock, Sample, Timestamp, TwinPath, ValueType};
 const TOPICS: usize = 1000;
 const PUBLISHERS: usize = 2;
 const POINTS: [&str; 4] = ["t", "f", "p", "l"];
-
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` not found on PATH: install the `mosquitto` package");
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-// The directory holds the config file while Mosquitto runs.
-struct Mosquitto(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Mosquitto {
-    fn start(port: u16) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let mosquitto = Mosquitto(child, dir);
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return mosquitto;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mosquitto did not listen on {port}");
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn topic(i: usize) -> String {
     format!("plant/d{i}/telemetry")
@@ -463,8 +407,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mosquitto_port = free_port();
-    let _mosquitto = Mosquitto::start(mosquitto_port);
+    let mosquitto_port = mosquitto::free_port();
+    let mosquitto_dir = tempfile::tempdir().expect("temp dir for mosquitto.conf");
+    let _mosquitto = mosquitto::Broker::start(mosquitto_dir.path(), mosquitto_port);
     let embedded = EmbeddedBroker::start(BrokerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..BrokerConfig::default()

@@ -3,10 +3,12 @@
 //! when they fail; their configuration and addresses are checked with
 //! `file:line:col` locations.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+#[path = "../../adapters/tests/fixtures/modbus_harness.rs"]
+mod modbus;
 
 use adapters::{
     BindError, ConfigIssue, PointSpec, Registry, SampleSink, SampleSource, SourceEnv, SourceError,
@@ -402,43 +404,6 @@ bindings = {{ speed = {{ source = "plc", address = "holding:2" }} }}
 
 // ----- a real PLC: pymodbus -----
 
-fn require_pymodbus() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import pymodbus"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "pymodbus is required (./scripts/test.sh installs it: pip install pymodbus==3.16.1)"
-    );
-}
-
-async fn start_pymodbus(port: u16) -> (tokio::process::Child, u16) {
-    use tokio::io::AsyncBufReadExt;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../adapters/tests/fixtures/modbus_server.py"
-    );
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts the pymodbus fixture");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the fixture prints its port within 20 s")
-    .expect("read fixture stdout")
-    .expect("fixture printed its port");
-    (child, line.trim().parse().expect("a port number"))
-}
-
 async fn wait_for(node: &Node, path: &str, what: &str, f: impl Fn(&Value, Quality) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -456,8 +421,8 @@ async fn wait_for(node: &Node, path: &str, what: &str, f: impl Fn(&Value, Qualit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plc_in_the_topology_feeds_its_pumps_goes_bad_when_unplugged_and_recovers() {
-    require_pymodbus();
-    let (server, port) = start_pymodbus(0).await;
+    modbus::require_pymodbus();
+    let (server, port) = modbus::start_server(0).await;
     // f32 ABCD 123.456 at holding 96 (modbus_server.py's layout), scaled x10.
     let topology = format!(
         r#"[source.plc]
@@ -537,7 +502,7 @@ bindings = {{ flow = "holding:96:f32;scale=10", speed = "holding:300:f32:CDAB;wr
     })
     .await;
     // Plug back on the same port: Good again, without restarting anything.
-    let (_server, again) = start_pymodbus(port).await;
+    let (_server, again) = modbus::start_server(port).await;
     assert_eq!(again, port);
     wait_for(&node, path, "Good again", |_, q| q == Quality::Good).await;
     assert_eq!(

@@ -5,9 +5,10 @@
 //!
 //! Needs `mosquitto` and `mosquitto_pub` (`./scripts/test.sh` installs them).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "../../adapters/tests/fixtures/mosquitto_harness.rs"]
+mod mosquitto;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,74 +16,6 @@ use cluster::TwinDirectory;
 use runtime::node::{Node, NodeConfig};
 use twins::model::{SourceFile, compile};
 use twins::{Clock, Quality, Value};
-
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found: run ./scripts/test.sh, which installs mosquitto")
-        })
-}
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(dir: &std::path::Path) -> (Broker, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("write mosquitto.conf");
-    let child = Command::new(binary("mosquitto"))
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    let broker = Broker(child);
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (broker, port);
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("mosquitto did not listen on {port}");
-}
-
-fn publish(port: u16, topic: &str, payload: &str) {
-    let ok = Command::new(binary("mosquitto_pub"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .status()
-        .expect("run mosquitto_pub")
-        .success();
-    assert!(ok, "mosquitto_pub failed");
-}
 
 const MODEL: &str = r#"
 [class.Pump]
@@ -138,7 +71,8 @@ async fn wait_value(node: &Node, path: &str, name: &str, want: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_mosquitto_pub_publishes_reaches_the_twins_and_rolls_up() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_broker, port) = start_broker(dir.path());
+    let port = mosquitto::free_port();
+    let _broker = mosquitto::Broker::start(dir.path(), port);
     let topology = format!(
         r#"
 [source.site]
@@ -184,20 +118,20 @@ bindings = {{ flow = "plant/pump-{{n}}/telemetry#flow", temp = "plant/pump-{{n}}
     // The subscription may not be in place yet: publish until it lands.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        publish(port, "plant/pump-1/telemetry", r#"{"flow": 12.5, "t": 40}"#);
+        mosquitto::publish(port, "plant/pump-1/telemetry", r#"{"flow": 12.5, "t": 40}"#).await;
         if prop(&node, "acme/r1/p1/l1/pump-1", "flow").await.0 == Value::F64(12.5) {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no value arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    publish(port, "plant/pump-2/telemetry", r#"{"flow": 7.5, "t": 41}"#);
+    mosquitto::publish(port, "plant/pump-2/telemetry", r#"{"flow": 7.5, "t": 41}"#).await;
     wait_value(&node, "acme/r1/p1/l1/pump-2", "temp", 41.0).await;
     wait_value(&node, "acme", "flow", 20.0).await;
 
     // A malformed payload is counted; the next good one still flows.
-    publish(port, "plant/pump-2/telemetry", "{not json");
-    publish(port, "plant/pump-2/telemetry", r#"{"flow": 8.5, "t": 42}"#);
+    mosquitto::publish(port, "plant/pump-2/telemetry", "{not json").await;
+    mosquitto::publish(port, "plant/pump-2/telemetry", r#"{"flow": 8.5, "t": 42}"#).await;
     wait_value(&node, "acme/r1/p1/l1/pump-2", "flow", 8.5).await;
     wait_value(&node, "acme", "flow", 21.0).await;
     node.shutdown().await.expect("clean shutdown");
@@ -205,10 +139,7 @@ bindings = {{ flow = "plant/pump-{{n}}/telemetry#flow", temp = "plant/pump-{{n}}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_broker_takes_device_data_and_twins_are_published_northbound() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = mosquitto::free_port();
     let topology = format!(
         r#"
 [source.site]
@@ -260,7 +191,7 @@ bindings = {{ flow = "plant/pump-1/telemetry#flow" }}
     // A real client publishes to the broker inside the node.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        publish(port, "plant/pump-1/telemetry", r#"{"flow": 33.25}"#);
+        mosquitto::publish(port, "plant/pump-1/telemetry", r#"{"flow": 33.25}"#).await;
         if prop(&node, "acme/r1/p1/l1/pump-1", "flow").await.0 == Value::F64(33.25) {
             break;
         }
@@ -268,7 +199,7 @@ bindings = {{ flow = "plant/pump-1/telemetry#flow" }}
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A real subscriber gets the retained twin state from the same broker.
-    let out = Command::new(binary("mosquitto_sub"))
+    let out = Command::new(mosquitto::binary("mosquitto_sub"))
         .args([
             "-h",
             "127.0.0.1",

@@ -10,35 +10,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "../../adapters/tests/fixtures/modbus_harness.rs"]
+mod modbus;
+
 use runtime::node::{Node, NodeConfig};
 use twins::Clock;
 use twins::model::{SourceFile, compile};
-
-async fn start_pymodbus() -> (tokio::process::Child, u16) {
-    use tokio::io::AsyncBufReadExt;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../adapters/tests/fixtures/modbus_server.py"
-    );
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg("0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts the pymodbus fixture (pip install pymodbus==3.16.1)");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the fixture prints its port within 20 s")
-    .expect("read fixture stdout")
-    .expect("fixture printed its port");
-    (child, line.trim().parse().expect("a port number"))
-}
 
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -65,7 +42,8 @@ fn promtool_check(text: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_report_twins_alarms_and_adapters() {
-    let (_server, port) = start_pymodbus().await;
+    modbus::require_pymodbus();
+    let (_server, port) = modbus::start_server(0).await;
     let text = format!(
         r#"
 [class.Pump]
