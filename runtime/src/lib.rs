@@ -9,11 +9,13 @@
 //! - [`sim_source`]: the simulator as a sample source.
 //! - [`router`]: routing samples from sources to twins.
 //! - [`summary`]: the live terminal summary.
+//! - [`http`]: the HTTP API, live streams, dashboard and `/metrics`.
 //! - [`cli`]: the `twinrt` subcommands, and [`bench`] for `twinrt bench`.
 
 pub mod bench;
 pub mod cli;
 pub mod edge;
+pub mod http;
 pub mod metrics;
 pub mod model_dir;
 pub mod node;

@@ -1,0 +1,6 @@
+//! The node's HTTP surface: the JSON API, live streams (SSE), the dashboard,
+//! `/metrics`, `/healthz` and `/readyz`.
+
+pub mod metrics;
+
+pub use metrics::ApiMetrics;
