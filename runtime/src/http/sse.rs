@@ -201,7 +201,11 @@ pub async fn stream(
         out: out_tx,
         last_id: 0,
     };
-    tokio::spawn(client.run(rx, resume));
+    {
+        let mut clients = api.clients.lock().unwrap_or_else(|e| e.into_inner());
+        while clients.try_join_next().is_some() {}
+        clients.spawn(client.run(rx, resume));
+    }
     let stream = tokio_stream::wrappers::ReceiverStream::new(out_rx);
     Ok(Sse::new(futures_util::StreamExt::map(stream, Ok)))
 }
