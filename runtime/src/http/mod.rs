@@ -84,15 +84,18 @@ impl Api {
                 .map_or(i + 1, |&c| subtree_end[c]);
         }
         let epoch = node.ctx.clock.now().as_micros().unsigned_abs();
+        let metrics = Arc::new(ApiMetrics::default());
         let hub = Arc::new(sse::Hub::new(
             node.changes.clone(),
             config.sse_buffer,
+            config.sse_coalesce,
             epoch,
+            metrics.clone(),
         ));
         Api {
             node,
             config,
-            metrics: Arc::new(ApiMetrics::default()),
+            metrics,
             hub,
             clients: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             subtree_end,
