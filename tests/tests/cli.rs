@@ -250,6 +250,8 @@ fn run_shows_the_summary_and_stops_cleanly() {
     let o = run(&[
         "run",
         path_str(&acme),
+        "--listen",
+        "127.0.0.1:0",
         "--in-memory",
         "--for",
         "3s",
@@ -286,6 +288,8 @@ fn run_without_summary_prints_only_what_is_asked() {
     let o = run(&[
         "run",
         path_str(&acme),
+        "--listen",
+        "127.0.0.1:0",
         "--data-dir",
         path_str(&data.path().join("node")),
         "--for",
@@ -318,7 +322,14 @@ fn run_without_summary_prints_only_what_is_asked() {
 #[test]
 fn run_refuses_a_model_without_a_topology() {
     let lib = library_dir();
-    let o = run(&["run", path_str(&lib), "--in-memory", "--for", "1s"]);
+    let o = run(&[
+        "run",
+        path_str(&lib),
+        "--in-memory",
+        "--no-http",
+        "--for",
+        "1s",
+    ]);
     assert_exit(&o, 1);
     let err = stderr(&o);
     assert!(err.contains(path_str(&lib)), "names the directory: {err}");
@@ -357,6 +368,8 @@ fn inspect_prints_what_a_run_persisted() {
     let o = run(&[
         "run",
         path_str(&acme),
+        "--listen",
+        "127.0.0.1:0",
         "--data-dir",
         d,
         "--for",
@@ -510,7 +523,13 @@ fn ctrl_c_stops_cleanly_and_flushes_the_store() {
     let data_dir = data.path().join("node");
     let mut child = twinrt()
         .args(["run", path_str(&acme), "--data-dir", path_str(&data_dir)])
-        .args(["--summary-every", "0", "--report-durable"])
+        .args([
+            "--summary-every",
+            "0",
+            "--report-durable",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -549,4 +568,96 @@ fn ctrl_c_stops_cleanly_and_flushes_the_store() {
         "the last flush covers everything:\n{}",
         out.join("\n")
     );
+}
+
+/// One plain HTTP/1.1 GET; returns the status line and the body.
+fn http_get(addr: &str, path: &str, token: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the node");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_first_start_prints_an_admin_token_the_api_accepts_and_stores_only_its_hash() {
+    use std::io::{BufRead, BufReader};
+    let acme = acme_dir();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().join("node");
+    let start = || {
+        let mut child = twinrt()
+            .args(["run", path_str(&acme), "--data-dir", path_str(&data_dir)])
+            .args([
+                "--summary-every",
+                "0",
+                "--listen",
+                "127.0.0.1:0",
+                "--for",
+                "20s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start twinrt run");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let (mut addr, mut token) = (None, None);
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("stderr line");
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.strip_prefix("twinrt: HTTP API on http://") {
+                addr = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(t) = line.trim().strip_prefix("twr_") {
+                token = Some(format!("twr_{t}"));
+            }
+            if line.contains("Ctrl-C stops") {
+                break;
+            }
+        }
+        (
+            child,
+            addr.unwrap_or_else(|| panic!("no address in:\n{seen}")),
+            token,
+            seen,
+        )
+    };
+    let (mut child, addr, token, said) = start();
+    let token = token.unwrap_or_else(|| panic!("no token printed at first start:\n{said}"));
+    assert!(said.contains("first start"), "{said}");
+    let (status, body) = http_get(&addr, "/api/whoami", &token);
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(
+        body.contains("\"role\":\"admin\"") && body.contains("\"scope\":\"acme\""),
+        "{body}"
+    );
+    let (status, _) = http_get(&addr, "/api/whoami", "twr_wrong");
+    assert!(status.contains("401"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let config = std::fs::read_to_string(data_dir.join("node.toml")).expect("node.toml written");
+    assert!(
+        !config.contains(&token),
+        "the secret is not stored:\n{config}"
+    );
+    assert!(config.contains("sha256"), "{config}");
+    // The second start prints no token and accepts the first one.
+    let (mut child, addr, again, said) = start();
+    assert!(again.is_none(), "a token printed again:\n{said}");
+    let (status, _) = http_get(&addr, "/api/whoami", &token);
+    assert!(status.contains("200"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -73,7 +73,8 @@ impl Node {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--seed", &seed.to_string()])
-            .args(["--report-durable", "--summary-every", "0"]);
+            .args(["--report-durable", "--summary-every", "0"])
+            .args(["--listen", "127.0.0.1:0"]);
         if let Some(d) = run_for {
             cmd.args(["--for", d]);
         }

@@ -368,7 +368,13 @@ impl HttpServer {
         use anyhow::Context;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("cannot listen on {} for the HTTP API", config.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for the HTTP API (`--listen ADDR` picks another \
+                     address, port 0 any free one; `--no-http` serves none)",
+                    config.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         let api = Arc::new(Api::new(node, config));
         let app = router(api.clone());
