@@ -561,6 +561,14 @@ pub fn audit_verify(data_dir: &Path) -> i32 {
     match crate::audit::verify(&store) {
         Ok(report) => {
             println!("{report}");
+            if let Some(h) = report.head {
+                // In full, for whoever keeps a copy outside the store.
+                println!(
+                    "head: record {} sha256 {}",
+                    h.seq,
+                    twins::store::hex(&h.hash)
+                );
+            }
             0
         }
         Err(e) => {
