@@ -88,6 +88,36 @@ pub enum Command {
     },
     /// Benchmarks against a bare-ractor baseline (see docs/benchmarks.md).
     Bench(crate::cli::BenchArgs),
+    /// Check or list the tamper-evident audit log of a stopped node.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `twinrt audit …`. Both read the store directly, so the node must be
+/// stopped: the store is locked while a node runs.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 if intact, 1 naming the first record
+    /// that was modified, removed or reordered.
+    Verify {
+        /// The node's data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Print the audit records as a table (or JSON).
+    List {
+        /// The node's data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Only the last N records.
+        #[arg(long)]
+        last: Option<u64>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `twinrt token …`.
@@ -223,6 +253,17 @@ pub fn main_entry() -> i32 {
         }
         Command::Bench(args) => report(block_on(crate::bench::run(args))),
         Command::Token(cmd) => report(token(cmd)),
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        } => audit_verify(&data_dir),
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    data_dir,
+                    last,
+                    json,
+                },
+        } => report(audit_list(&data_dir, last, json)),
     }
 }
 
@@ -322,8 +363,8 @@ pub fn check(dir: &Path) -> i32 {
 /// `twinrt run`: hosts the model's topology until `options.run_for` has
 /// elapsed or Ctrl-C, then stops the sources and twins and flushes the store.
 pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> anyhow::Result<()> {
-    let model = match model_dir::load(dir) {
-        Ok(m) => Arc::new(m),
+    let (model, fingerprint) = match model_dir::load_fingerprinted(dir) {
+        Ok((m, fp)) => (Arc::new(m), fp),
         Err(LoadError::Invalid(d)) => anyhow::bail!("the model is invalid:\n{d}"),
         Err(e) => return Err(e.into()),
     };
@@ -337,6 +378,7 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
     let config = NodeConfig {
         data_dir: data_dir.clone(),
         seed: options.seed,
+        model_fingerprint: Some(fingerprint),
         ..NodeConfig::default()
     };
     let started = tokio::time::Instant::now();
@@ -570,24 +612,14 @@ pub fn inspect(
     model: Option<&Path>,
 ) -> anyhow::Result<()> {
     use twins::store::Store;
-    if !data_dir.exists() {
-        anyhow::bail!("no data directory at `{}`", data_dir.display());
-    }
-    if !data_dir.join(crate::store::STORE_DIR).exists() {
-        anyhow::bail!(
-            "`{}` holds no twinrt store (expected `{}`): is it the --data-dir of a node?",
-            data_dir.display(),
-            data_dir.join(crate::store::STORE_DIR).display()
-        );
-    }
+    check_data_dir(data_dir)?;
     let model = match model.map(model_dir::load) {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(LoadError::Invalid(d))) => anyhow::bail!("the model is invalid:\n{d}"),
         Some(Err(e)) => return Err(e.into()),
     };
-    let store = crate::store::open_default(data_dir)
-        .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
+    let store = open_existing_store(data_dir)?;
     let out = match twin {
         Some(t) => {
             let path =
@@ -644,4 +676,136 @@ pub fn inspect(
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Fails unless `data_dir` holds a node's store.
+fn check_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    if !data_dir.exists() {
+        anyhow::bail!("no data directory at `{}`", data_dir.display());
+    }
+    if !data_dir.join(crate::store::STORE_DIR).exists() {
+        anyhow::bail!(
+            "`{}` holds no twinrt store (expected `{}`): is it the --data-dir of a node?",
+            data_dir.display(),
+            data_dir.join(crate::store::STORE_DIR).display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the store of an existing data directory, saying so clearly when a
+/// running node holds it (fjall locks the store against other processes).
+fn open_existing_store(data_dir: &Path) -> anyhow::Result<crate::store::FjallStore> {
+    check_data_dir(data_dir)?;
+    crate::store::open_default(data_dir).map_err(|e| {
+        if crate::store::fjall::is_locked(&e) {
+            anyhow::anyhow!(
+                "the store in `{}` is in use by a running node (it is locked while a node runs): stop the node first",
+                data_dir.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("cannot open the store in `{}`", data_dir.display()))
+        }
+    })
+}
+
+/// `twinrt audit verify`: returns the process exit code.
+pub fn audit_verify(data_dir: &Path) -> i32 {
+    let store = match open_existing_store(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    match crate::audit::verify(&store) {
+        Ok(report) => {
+            println!("{report}");
+            if let Some(h) = report.head {
+                // In full, for whoever keeps a copy outside the store.
+                println!(
+                    "head: record {} sha256 {}",
+                    h.seq,
+                    twins::store::hex(&h.hash)
+                );
+            }
+            0
+        }
+        Err(e) => {
+            println!("audit log in `{}` is not intact: {e}", data_dir.display());
+            1
+        }
+    }
+}
+
+/// `twinrt audit list`.
+pub fn audit_list(data_dir: &Path, last: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let store = open_existing_store(data_dir)?;
+    let after = match last {
+        None => 0,
+        Some(n) => {
+            // The head names the last seq; without one, count the records.
+            let end = match crate::audit::head(&store)? {
+                Some(h) => h.seq,
+                None => crate::audit::list(&store, 0, usize::MAX)?
+                    .last()
+                    .map_or(0, |r| r.seq),
+            };
+            end.saturating_sub(n)
+        }
+    };
+    let records = crate::audit::list(&store, after, usize::MAX)
+        .with_context(|| format!("cannot read the audit log in `{}`", data_dir.display()))?;
+    if json {
+        return write_stdout(&format!("{}\n", serde_json::to_string_pretty(&records)?));
+    }
+    write_stdout(&audit_table(&records))
+}
+
+/// The records as a text table: time (UTC), seq, category, action, target,
+/// token, source, result.
+pub fn audit_table(records: &[crate::audit::AuditRecord]) -> String {
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut rows = vec![
+        [
+            "time (UTC)",
+            "seq",
+            "category",
+            "action",
+            "target",
+            "token",
+            "source",
+            "result",
+        ]
+        .map(String::from),
+    ];
+    rows.extend(records.iter().map(|r| {
+        [
+            r.time.to_string(),
+            r.seq.to_string(),
+            r.category.to_string(),
+            r.action.clone(),
+            dash(&r.target),
+            dash(&r.token),
+            dash(&r.source),
+            r.result.to_string(),
+        ]
+    }));
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

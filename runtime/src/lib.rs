@@ -5,6 +5,8 @@
 //!
 //! - [`node`]: the composition root ([`node::Node`]).
 //! - [`store`]: the embedded fjall store.
+//! - [`audit`]: the tamper-evident audit log ([`audit::AuditLog`],
+//!   [`audit::verify`]).
 //! - [`model_dir`]: reading and compiling a model directory.
 //! - [`sim_source`]: the simulator as a sample source.
 //! - [`router`]: routing samples from sources to twins.
@@ -12,6 +14,7 @@
 //! - [`http`]: the HTTP API, live streams, dashboard and `/metrics`.
 //! - [`cli`]: the `twinrt` subcommands, and [`bench`] for `twinrt bench`.
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod edge;

@@ -13,6 +13,7 @@ use twins::model::{Model, PropKind};
 use twins::store::{MemoryStore, Store, StoreWriter, WriterConfig, WriterHandle};
 use twins::{Clock, TwinPath};
 
+use crate::audit::{AuditEntry, AuditHandle, AuditLog, Category};
 use crate::edge::{Edge, SIM_KIND};
 use crate::router::Router;
 use crate::sim_source::SimSource;
@@ -36,6 +37,11 @@ pub struct NodeConfig {
     /// How many twin changes a slow subscriber of the change feed may fall
     /// behind before it loses the oldest.
     pub change_feed_capacity: usize,
+    /// A fingerprint of the model's source (`model_dir::fingerprint`): when
+    /// it differs from the one of the previous start on this store, the
+    /// audit log gets a `model`/`changed` record (`model`/`loaded` on the
+    /// first start). `None`: no model records.
+    pub model_fingerprint: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -49,6 +55,7 @@ impl Default for NodeConfig {
             persist_history: true,
             registry: Arc::new(Registry::builtin()),
             change_feed_capacity: 16_384,
+            model_fingerprint: None,
         }
     }
 }
@@ -67,6 +74,9 @@ pub struct Node {
     /// MQTT brokers started for sources with `embedded_broker = true`; they
     /// run until the process exits.
     pub brokers: Vec<adapters::mqtt::EmbeddedBroker>,
+    /// The tamper-evident audit log, in the node's store.
+    pub audit: AuditLog,
+    audit_handle: Option<AuditHandle>,
     root: ActorRef<TwinMsg>,
     root_join: tokio::task::JoinHandle<()>,
     writer_handle: Option<WriterHandle>,
@@ -93,6 +103,15 @@ impl Node {
             ),
             None => Arc::new(MemoryStore::new()),
         };
+        // Before anything runs: a start that fails from here on leaves no
+        // task behind (dropping the log stops its appender).
+        let (audit, audit_handle) = AuditLog::open(store.clone(), clock.clone())
+            .with_context(|| format!("cannot open the audit log in {}", store_name(&config)))?;
+        if let Some(fp) = &config.model_fingerprint {
+            record_model(&audit, store.clone(), fp)
+                .await
+                .with_context(|| format!("cannot record the model in {}", store_name(&config)))?;
+        }
         let changes = ChangeFeed::new(config.change_feed_capacity);
         let env = SourceEnv {
             clock: clock.clone(),
@@ -145,6 +164,10 @@ impl Node {
             }));
         }
         tasks.push(spawn_ticker(ctx.clone(), config.tick, shutdown_rx));
+        let root_path = model.twins[0].path.to_string();
+        audit.record(
+            AuditEntry::new(Category::Node, "start").target(format!("{root_path} ({total} twins)")),
+        );
         Ok(Node {
             directory: Arc::new(LocalDirectory::new(ctx.clone())),
             ctx,
@@ -153,6 +176,8 @@ impl Node {
             edge,
             changes,
             brokers,
+            audit,
+            audit_handle: Some(audit_handle),
             root,
             root_join,
             writer_handle: Some(writer_handle),
@@ -171,8 +196,11 @@ impl Node {
         self.root_join.is_finished()
     }
 
-    /// Stops the sources, then the twins, then flushes the store.
+    /// Records `node`/`stop`, stops the sources, then the twins, then
+    /// flushes the audit log and the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.audit
+            .record(AuditEntry::new(Category::Node, "stop").target(self.root_path().to_string()));
         let _ = self.shutdown_tx.send(true);
         self.edge.shutdown(Duration::from_secs(10)).await;
         for r in &self.routers {
@@ -185,6 +213,12 @@ impl Node {
             .root
             .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(30)))
             .await;
+        // Before the store writer stops, so that the store is still open for
+        // the audit log's last write whatever happens to the writer.
+        let audited = match self.audit_handle.take() {
+            Some(h) => h.shutdown().await,
+            None => Ok(()),
+        };
         if let Some(w) = self.writer.take() {
             w.flush().await.context("final flush of the store failed")?;
         }
@@ -193,8 +227,51 @@ impl Node {
                 .await
                 .context("the store writer failed to stop")?;
         }
+        audited.context("the final flush of the audit log failed")?;
         Ok(())
     }
+}
+
+/// The meta key of the model fingerprint of the last start.
+pub const MODEL_FINGERPRINT_KEY: &str = "model.fingerprint";
+
+fn store_name(config: &NodeConfig) -> String {
+    match &config.data_dir {
+        Some(d) => format!("`{}`", d.display()),
+        None => "the in-memory store".into(),
+    }
+}
+
+/// Appends `model`/`loaded` (no fingerprint stored yet) or `model`/`changed`
+/// (a different one) and, once that is durable, stores the new fingerprint.
+async fn record_model(audit: &AuditLog, store: Arc<dyn Store>, fp: &str) -> anyhow::Result<()> {
+    let short = |f: &str| f.chars().take(16).collect::<String>();
+    let fp = fp.to_string();
+    let read = store.clone();
+    let previous = tokio::task::spawn_blocking(move || read.get_meta(MODEL_FINGERPRINT_KEY))
+        .await
+        .context("the store read task failed")??
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let entry = match previous {
+        Some(p) if p == fp => return Ok(()),
+        Some(p) => AuditEntry::new(Category::Model, "changed").target(format!(
+            "{} (was {})",
+            short(&fp),
+            short(&p)
+        )),
+        None => AuditEntry::new(Category::Model, "loaded").target(short(&fp)),
+    };
+    audit.record(entry);
+    audit.flush().await?;
+    tokio::task::spawn_blocking(move || {
+        store.write(&twins::store::WriteBatch {
+            meta: vec![(MODEL_FINGERPRINT_KEY.to_string(), fp.into_bytes())],
+            ..Default::default()
+        })
+    })
+    .await
+    .context("the store write task failed")??;
+    Ok(())
 }
 
 /// Starts one embedded MQTT broker per address that an `mqtt` source with

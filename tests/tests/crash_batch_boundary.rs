@@ -116,6 +116,9 @@ impl Store for Recording {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_meta(key)
     }
+    fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.audit(after_seq, limit)
+    }
     fn stats(&self) -> StoreStats {
         self.inner.stats()
     }

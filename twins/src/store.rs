@@ -5,8 +5,9 @@
 //! `runtime::store`; it and [`MemoryStore`] pass the same
 //! [`conformance`] suite.
 //!
-//! - [`Store`]: latest state per twin, property history, the event journal and
-//!   node metadata, written in atomic, durable [`WriteBatch`]es.
+//! - [`Store`]: latest state per twin, property history, the event journal,
+//!   node metadata and the audit log's opaque records, written in atomic,
+//!   durable [`WriteBatch`]es.
 //! - [`record`]: what is stored ([`TwinRecord`], [`HistoryPoint`],
 //!   [`EventRecord`]).
 //! - [`codec`]: the versioned postcard envelope every persisted value is
@@ -101,6 +102,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A node metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Audit records with `seq > after_seq`, ascending by seq, at most
+    /// `limit`, as `(seq, bytes)`: the bytes exactly as written. The store
+    /// does not interpret them (the runtime's audit log encodes and chains
+    /// them).
+    fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
 }
@@ -116,12 +123,19 @@ pub struct WriteBatch {
     pub events: Vec<EventRecord>,
     /// Node metadata to set.
     pub meta: Vec<(String, Vec<u8>)>,
+    /// Audit records to append, as `(seq, bytes)`; stored as given, keyed by
+    /// seq (see [`keys::audit_key`]).
+    pub audit: Vec<(u64, Vec<u8>)>,
 }
 
 impl WriteBatch {
     /// Number of records in the batch.
     pub fn len(&self) -> usize {
-        self.states.len() + self.history.len() + self.events.len() + self.meta.len()
+        self.states.len()
+            + self.history.len()
+            + self.events.len()
+            + self.meta.len()
+            + self.audit.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,6 +169,7 @@ pub struct StoreStats {
     pub states_written: u64,
     pub history_written: u64,
     pub events_written: u64,
+    pub audit_written: u64,
     /// Encoded bytes (keys and values) written since open.
     pub bytes_written: u64,
     /// Twins with a stored state (may be approximate).
@@ -163,6 +178,8 @@ pub struct StoreStats {
     pub history: u64,
     /// Stored journal entries (may be approximate).
     pub events: u64,
+    /// Stored audit records (may be approximate).
+    pub audit: u64,
     /// Bytes on disk, for backends that have a disk.
     pub disk_bytes: Option<u64>,
 }

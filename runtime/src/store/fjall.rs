@@ -1,8 +1,9 @@
 //! [`FjallStore`]: the embedded default backend, on fjall.
 //!
-//! One fjall database with four keyspaces, keyed as in
-//! [`twins::store::keys`]: `state`, `history`, `events` and `meta`; every
-//! value is a versioned envelope ([`twins::store::codec`]).
+//! One fjall database with five keyspaces, keyed as in
+//! [`twins::store::keys`]: `state`, `history`, `events`, `meta` and `audit`;
+//! every value is a versioned envelope ([`twins::store::codec`]); audit values
+//! are stored exactly as the audit log encoded them.
 //!
 //! A [`Store::write`] is one fjall write batch across the keyspaces, committed
 //! with [`PersistMode::SyncAll`]: fjall writes the batch to its journal as one
@@ -33,9 +34,11 @@ const STATE: &str = "state";
 const HISTORY: &str = "history";
 const EVENTS: &str = "events";
 const META: &str = "meta";
+const AUDIT: &str = "audit";
 
-/// The fjall backend. Open one per data directory; fjall locks it against a
-/// second process.
+/// The fjall backend. Open one per data directory: fjall takes an OS file
+/// lock (`try_lock` on its lock file), so a second open, from this process or
+/// another, fails with [`::fjall::Error::Locked`] while the first is open.
 pub struct FjallStore {
     path: PathBuf,
     db: Database,
@@ -43,6 +46,7 @@ pub struct FjallStore {
     history: Keyspace,
     events: Keyspace,
     meta: Keyspace,
+    audit: Keyspace,
     counters: Counters,
 }
 
@@ -52,6 +56,7 @@ struct Counters {
     states: AtomicU64,
     history: AtomicU64,
     events: AtomicU64,
+    audit: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -64,9 +69,17 @@ impl fmt::Debug for FjallStore {
     }
 }
 
+const LOCKED: &str = "the database is locked by another process";
+
+/// Whether `err` says that the store is locked: another [`FjallStore`] (of
+/// this process or another) has the same directory open.
+pub fn is_locked(err: &StoreError) -> bool {
+    matches!(err, StoreError::Backend { backend: BACKEND, message, .. } if message == LOCKED)
+}
+
 fn backend_error(op: impl Into<String>, e: ::fjall::Error) -> StoreError {
     let message = match e {
-        ::fjall::Error::Locked => "the database is locked by another process".to_string(),
+        ::fjall::Error::Locked => LOCKED.to_string(),
         ::fjall::Error::Poisoned => {
             "an earlier write failed to reach the disk; the database refuses further writes until it is reopened"
                 .to_string()
@@ -112,6 +125,7 @@ impl FjallStore {
             history: keyspace(HISTORY)?,
             events: keyspace(EVENTS)?,
             meta: keyspace(META)?,
+            audit: keyspace(AUDIT)?,
             db,
             path: dir.to_path_buf(),
             counters: Counters::default(),
@@ -133,6 +147,7 @@ enum Rec<'a> {
     History(&'a HistoryRecord),
     Event(&'a EventRecord),
     Meta(&'a str, &'a [u8]),
+    Audit(&'a [u8]),
 }
 
 impl FjallStore {
@@ -142,6 +157,7 @@ impl FjallStore {
             Rec::History(_) => &self.history,
             Rec::Event(_) => &self.events,
             Rec::Meta(..) => &self.meta,
+            Rec::Audit(_) => &self.audit,
         }
     }
 
@@ -172,6 +188,12 @@ impl FjallStore {
                     .iter()
                     .map(|(k, v)| (k.as_bytes().to_vec(), Rec::Meta(k, v))),
             )
+            .chain(
+                batch
+                    .audit
+                    .iter()
+                    .map(|(seq, v)| (keys::audit_key(*seq).to_vec(), Rec::Audit(v))),
+            )
             .collect();
         // Walking backwards, the first record of each key is the latest.
         let mut seen = HashSet::with_capacity(keyed.len());
@@ -198,6 +220,8 @@ impl FjallStore {
                 )?,
                 Rec::Event(e) => encode(|| format!("event {} of twin {}", e.seq, e.twin), *e)?,
                 Rec::Meta(k, v) => encode(|| format!("meta value {k:?}"), &MetaValue(v.to_vec()))?,
+                // Opaque: stored as the audit log encoded it.
+                Rec::Audit(v) => v.to_vec(),
             };
             out.push((self.keyspace(rec), key.clone(), value));
         }
@@ -225,11 +249,12 @@ impl Store for FjallStore {
         fb.commit().map_err(|e| {
             backend_error(
                 format!(
-                    "write a batch of {} states, {} history points, {} events and {} meta values",
+                    "write a batch of {} states, {} history points, {} events, {} meta values and {} audit records",
                     batch.states.len(),
                     batch.history.len(),
                     batch.events.len(),
-                    batch.meta.len()
+                    batch.meta.len(),
+                    batch.audit.len()
                 ),
                 e,
             )
@@ -242,6 +267,8 @@ impl Store for FjallStore {
             .fetch_add(batch.history.len() as u64, Ordering::Relaxed);
         c.events
             .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+        c.audit
+            .fetch_add(batch.audit.len() as u64, Ordering::Relaxed);
         c.bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
@@ -347,6 +374,29 @@ impl Store for FjallStore {
             .transpose()
     }
 
+    fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let Some(first) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lo = keys::audit_key(first);
+        let mut out = Vec::new();
+        for guard in self.db.snapshot().range(&self.audit, lo..).take(limit) {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| backend_error(format!("read audit records after {after_seq}"), e))?;
+            let seq = keys::parse_audit_key(&k).ok_or_else(|| StoreError::CorruptKey {
+                keyspace: AUDIT,
+                expected: "an 8-byte sequence number",
+                found: hex(&k),
+            })?;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn stats(&self) -> StoreStats {
         let c = &self.counters;
         StoreStats {
@@ -354,10 +404,12 @@ impl Store for FjallStore {
             states_written: c.states.load(Ordering::Relaxed),
             history_written: c.history.load(Ordering::Relaxed),
             events_written: c.events.load(Ordering::Relaxed),
+            audit_written: c.audit.load(Ordering::Relaxed),
             bytes_written: c.bytes.load(Ordering::Relaxed),
             states: self.state.approximate_len() as u64,
             history: self.history.approximate_len() as u64,
             events: self.events.approximate_len() as u64,
+            audit: self.audit.approximate_len() as u64,
             disk_bytes: self.db.disk_space().ok(),
         }
     }
@@ -395,6 +447,8 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("fjall failed to open the store in"), "{text}");
         assert!(text.contains("locked"), "{text}");
+        assert!(is_locked(&err));
+        assert!(!is_locked(&StoreError::WriterStopped));
     }
 
     #[test]

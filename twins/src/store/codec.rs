@@ -53,14 +53,18 @@ pub enum RecordKind {
     Event,
     /// A [`MetaValue`], tag `b'M'`.
     Meta,
+    /// An audit record, tag `b'A'`. The record type lives with the audit
+    /// log in the runtime; the store keeps its bytes opaque.
+    Audit,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 4] = [
+    pub const ALL: [RecordKind; 5] = [
         RecordKind::TwinState,
         RecordKind::HistoryPoint,
         RecordKind::Event,
         RecordKind::Meta,
+        RecordKind::Audit,
     ];
 
     pub const fn tag(self) -> u8 {
@@ -69,6 +73,7 @@ impl RecordKind {
             RecordKind::HistoryPoint => b'H',
             RecordKind::Event => b'E',
             RecordKind::Meta => b'M',
+            RecordKind::Audit => b'A',
         }
     }
 
@@ -82,6 +87,7 @@ impl RecordKind {
             RecordKind::HistoryPoint => "history point",
             RecordKind::Event => "event",
             RecordKind::Meta => "meta",
+            RecordKind::Audit => "audit",
         }
     }
 }

@@ -92,6 +92,14 @@ pub const CASES: &[(&str, Case)] = &[
         events_order_after_seq_and_limit,
     ),
     ("meta_set_get_overwrite", meta_set_get_overwrite),
+    (
+        "audit_order_after_seq_and_limit",
+        audit_order_after_seq_and_limit,
+    ),
+    (
+        "audit_bytes_are_kept_as_written",
+        audit_bytes_are_kept_as_written,
+    ),
     ("batch_is_all_or_nothing", batch_is_all_or_nothing),
     (
         "concurrent_readers_never_see_half_a_batch",
@@ -628,7 +636,88 @@ fn mixed_batch(n: u64) -> WriteBatch {
             .collect(),
         events: vec![event(twin(1), n)],
         meta: vec![("last".into(), n.to_be_bytes().to_vec())],
+        audit: vec![(n, audit_bytes(n))],
     }
+}
+
+/// Opaque bytes for audit record `seq`, different for every seq.
+pub fn audit_bytes(seq: u64) -> Vec<u8> {
+    let mut b = b"audit record ".to_vec();
+    b.extend_from_slice(&seq.to_be_bytes());
+    b
+}
+
+fn audit_seqs(records: &[(u64, Vec<u8>)]) -> Vec<u64> {
+    records.iter().map(|(s, _)| *s).collect()
+}
+
+pub fn audit_order_after_seq_and_limit(fresh: Fresh<'_>) {
+    let store = fresh().store;
+    // Written out of order over two batches: reads are ordered by seq.
+    write(
+        &*store,
+        WriteBatch {
+            audit: vec![
+                (5, audit_bytes(5)),
+                (1, audit_bytes(1)),
+                (3, audit_bytes(3)),
+            ],
+            ..Default::default()
+        },
+    );
+    write(
+        &*store,
+        WriteBatch {
+            audit: vec![
+                (256, audit_bytes(256)),
+                (4, audit_bytes(4)),
+                (2, audit_bytes(2)),
+            ],
+            ..Default::default()
+        },
+    );
+    let all = store.audit(0, usize::MAX).unwrap();
+    assert_eq!(audit_seqs(&all), vec![1, 2, 3, 4, 5, 256]);
+    for (seq, bytes) in &all {
+        assert_eq!(bytes, &audit_bytes(*seq), "bytes of audit record {seq}");
+    }
+    assert_eq!(audit_seqs(&store.audit(2, 2).unwrap()), vec![3, 4]);
+    assert_eq!(audit_seqs(&store.audit(5, 10).unwrap()), vec![256]);
+    assert_eq!(audit_seqs(&store.audit(255, 1).unwrap()), vec![256]);
+    assert!(store.audit(256, 10).unwrap().is_empty());
+    assert!(store.audit(0, 0).unwrap().is_empty());
+    assert!(store.audit(u64::MAX, 10).unwrap().is_empty());
+}
+
+pub fn audit_bytes_are_kept_as_written(fresh: Fresh<'_>) {
+    let store = fresh().store;
+    write(
+        &*store,
+        WriteBatch {
+            audit: vec![
+                (1, vec![]),
+                (2, vec![0, 255, 0]),
+                (u64::MAX, vec![7]),
+                // Later wins within a batch.
+                (2, vec![9]),
+            ],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        store.audit(0, 10).unwrap(),
+        vec![(1, vec![]), (2, vec![9]), (u64::MAX, vec![7])]
+    );
+    // Audit records are not meta values, nor the other way round.
+    assert_eq!(store.get_meta("1").unwrap(), None);
+    write(
+        &*store,
+        WriteBatch {
+            audit: vec![(1, vec![1, 1])],
+            ..Default::default()
+        },
+    );
+    assert_eq!(store.audit(0, 1).unwrap(), vec![(1, vec![1, 1])]);
 }
 
 pub fn batch_is_all_or_nothing(fresh: Fresh<'_>) {
@@ -645,6 +734,7 @@ pub fn batch_is_all_or_nothing(fresh: Fresh<'_>) {
         store.get_meta("last").unwrap(),
         Some(1u64.to_be_bytes().to_vec())
     );
+    assert_eq!(store.audit(0, 10).unwrap(), vec![(1, audit_bytes(1))]);
 
     // A batch that must be rejected leaves nothing of itself behind.
     let mut bad = mixed_batch(2);
@@ -660,6 +750,7 @@ pub fn batch_is_all_or_nothing(fresh: Fresh<'_>) {
         store.get_meta("last").unwrap(),
         Some(1u64.to_be_bytes().to_vec())
     );
+    assert_eq!(store.audit(0, 10).unwrap(), vec![(1, audit_bytes(1))]);
 }
 
 pub fn concurrent_readers_never_see_half_a_batch(fresh: Fresh<'_>) {
@@ -679,6 +770,7 @@ pub fn concurrent_readers_never_see_half_a_batch(fresh: Fresh<'_>) {
                 let st = store.load_state(id).unwrap().map_or(0, |r| r.seq);
                 let hist = all_history(store, id, "flow").len() as u64;
                 let ev = store.events(id, 0, usize::MAX).unwrap().len() as u64;
+                let au = store.audit(0, usize::MAX).unwrap().len() as u64;
                 let st2 = store.load_state(id).unwrap().map_or(0, |r| r.seq);
                 assert!(
                     hist >= st,
@@ -688,10 +780,11 @@ pub fn concurrent_readers_never_see_half_a_batch(fresh: Fresh<'_>) {
                     ev >= hist,
                     "{hist} history points visible but only {ev} events"
                 );
-                assert!(st2 >= ev, "{ev} events visible but state seq {st2}");
+                assert!(au >= ev, "{ev} events visible but only {au} audit records");
+                assert!(st2 >= au, "{au} audit records visible but state seq {st2}");
                 checks += 1;
                 if finished {
-                    assert_eq!((st, hist, ev), (BATCHES, BATCHES, BATCHES));
+                    assert_eq!((st, hist, ev, au), (BATCHES, BATCHES, BATCHES, BATCHES));
                     return checks;
                 }
             }
@@ -704,6 +797,7 @@ pub fn concurrent_readers_never_see_half_a_batch(fresh: Fresh<'_>) {
                     history: vec![hist(id, "flow", point(n as i64, n, 0.0))],
                     events: vec![event(id, n)],
                     meta: vec![],
+                    audit: vec![(n, audit_bytes(n))],
                 },
             );
         }
@@ -726,6 +820,7 @@ pub fn large_batch(fresh: Fresh<'_>) {
                 .collect(),
             events: (1..=1000).map(|s| event(id, s)).collect(),
             meta: vec![],
+            audit: (1..=1000).map(|s| (s, audit_bytes(s))).collect(),
         },
     );
     let points = store
@@ -736,6 +831,7 @@ pub fn large_batch(fresh: Fresh<'_>) {
         assert_eq!(p, &point(i as i64 / 2, (i % 2) as u64, i as f64));
     }
     assert_eq!(store.events(id, 0, usize::MAX).unwrap().len(), 1000);
+    assert_eq!(store.audit(0, usize::MAX).unwrap().len(), 1000);
     assert_eq!(store.load_state(twin(999)).unwrap(), Some(state(999)));
     let after = store.stats();
     assert_eq!(after.batches, before.batches + 1);
@@ -764,6 +860,10 @@ pub fn reopen_keeps_everything(fresh: Fresh<'_>) {
         assert_eq!(
             store.get_meta("last").unwrap(),
             Some(n.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            store.audit(0, 100).unwrap(),
+            (1..=n).map(|s| (s, audit_bytes(s))).collect::<Vec<_>>()
         );
         let mut count = 0;
         store
@@ -797,4 +897,5 @@ pub fn stats_count_writes(fresh: Fresh<'_>) {
     assert_eq!(after.states_written, before.states_written + 4);
     assert_eq!(after.history_written, before.history_written + 20);
     assert_eq!(after.events_written, before.events_written + 2);
+    assert_eq!(after.audit_written, before.audit_written + 2);
 }

@@ -8,6 +8,7 @@
 //! | `history` | twin id ‖ prop name (UTF-8) ‖ `0x00` ‖ ts ‖ seq       | [`super::HistoryPoint`]      |
 //! | `events`  | twin id ‖ seq                                         | [`super::EventRecord`]       |
 //! | `meta`    | key (UTF-8)                                           | [`super::codec::MetaValue`]  |
+//! | `audit`   | seq                                                   | opaque bytes, as written     |
 //!
 //! `ts` is the timestamp's microseconds as `i64` with the sign bit flipped,
 //! big-endian, so byte order is time order across negative and positive
@@ -105,6 +106,15 @@ pub fn parse_event_key(key: &[u8]) -> Option<(TwinId, u64)> {
     ))
 }
 
+/// Key of one audit record.
+pub fn audit_key(seq: u64) -> [u8; U64_LEN] {
+    seq.to_be_bytes()
+}
+
+pub fn parse_audit_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +141,7 @@ mod tests {
         );
         assert_eq!(hex(&state_key(twin())), "b1fe5c9c7c1257a383382fc57005c1e9");
         assert_eq!(hex(&encode_ts(Timestamp(0))), "8000000000000000");
+        assert_eq!(hex(&audit_key(258)), "0000000000000102");
     }
 
     proptest! {
@@ -140,6 +151,7 @@ mod tests {
             let kb = history_key(twin(), "p", Timestamp(b), sb);
             prop_assert_eq!(ka.cmp(&kb), (a, sa).cmp(&(b, sb)));
             prop_assert_eq!(event_key(twin(), sa).cmp(&event_key(twin(), sb)), sa.cmp(&sb));
+            prop_assert_eq!(audit_key(sa).cmp(&audit_key(sb)), sa.cmp(&sb));
         }
 
         #[test]
@@ -148,6 +160,7 @@ mod tests {
             prop_assert_eq!(parse_history_key(&k), Some((twin(), prop.as_str(), Timestamp(ts), seq)));
             prop_assert_eq!(parse_event_key(&event_key(twin(), seq)), Some((twin(), seq)));
             prop_assert_eq!(parse_state_key(&state_key(twin())), Some(twin()));
+            prop_assert_eq!(parse_audit_key(&audit_key(seq)), Some(seq));
         }
 
         #[test]

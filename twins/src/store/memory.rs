@@ -28,6 +28,7 @@ struct Inner {
     history_len: u64,
     events: BTreeMap<(TwinId, u64), EventRecord>,
     meta: BTreeMap<String, Vec<u8>>,
+    audit: BTreeMap<u64, Vec<u8>>,
     stats: StoreStats,
 }
 
@@ -74,11 +75,15 @@ impl Store for MemoryStore {
         for (k, v) in &batch.meta {
             inner.meta.insert(k.clone(), v.clone());
         }
+        for (seq, bytes) in &batch.audit {
+            inner.audit.insert(*seq, bytes.clone());
+        }
         let s = &mut inner.stats;
         s.batches += 1;
         s.states_written += batch.states.len() as u64;
         s.history_written += batch.history.len() as u64;
         s.events_written += batch.events.len() as u64;
+        s.audit_written += batch.audit.len() as u64;
         Ok(())
     }
 
@@ -146,12 +151,26 @@ impl Store for MemoryStore {
         Ok(self.read().meta.get(key).cloned())
     }
 
+    fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if after_seq == u64::MAX || limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read()
+            .audit
+            .range(after_seq + 1..)
+            .take(limit)
+            .map(|(seq, bytes)| (*seq, bytes.clone()))
+            .collect())
+    }
+
     fn stats(&self) -> StoreStats {
         let inner = self.read();
         StoreStats {
             states: inner.states.len() as u64,
             history: inner.history_len,
             events: inner.events.len() as u64,
+            audit: inner.audit.len() as u64,
             ..inner.stats
         }
     }

@@ -619,6 +619,9 @@ mod tests {
         fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
             self.inner.get_meta(key)
         }
+        fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+            self.inner.audit(after_seq, limit)
+        }
         fn stats(&self) -> crate::store::StoreStats {
             self.inner.stats()
         }
