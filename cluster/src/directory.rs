@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use twins::actor::{AlarmCommand, TwinContext, TwinError, TwinMsg, TwinView};
-use twins::{Resolver, TwinId, TwinPath};
+use twins::store::{EventRecord, HistoryPoint, Store, StoreError};
+use twins::{Resolver, Timestamp, TwinId, TwinPath};
 
 /// How long a request to a twin may take before the caller gives up.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +25,10 @@ pub enum DirectoryError {
     Timeout { path: TwinPath, timeout: Duration },
     #[error(transparent)]
     Twin(#[from] TwinError),
+    #[error("the store of twin `{path}` failed: {source}")]
+    Store { path: TwinPath, source: StoreError },
+    #[error("twin `{0}` keeps no history or journal here (no store)")]
+    NoStore(TwinPath),
 }
 
 /// A twin reference. Today every twin is local; the methods are the whole
@@ -33,6 +38,7 @@ pub struct TwinRef {
     pub id: TwinId,
     pub path: TwinPath,
     actor: ActorRef<TwinMsg>,
+    store: Option<Arc<dyn Store>>,
     timeout: Duration,
 }
 
@@ -76,6 +82,55 @@ impl TwinRef {
                 timeout: self.timeout,
             }),
             _ => Err(DirectoryError::NotRunning(self.path.clone())),
+        }
+    }
+
+    /// History of one property with `from <= ts < to`, oldest first, at
+    /// most `limit` points (the earliest ones).
+    pub async fn history(
+        &self,
+        prop: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, DirectoryError> {
+        let prop = prop.to_string();
+        let id = self.id;
+        self.read_store(move |s| s.history(id, &prop, from, to, limit))
+            .await
+    }
+
+    /// Journal entries with `seq > after_seq`, oldest first, at most `limit`.
+    pub async fn events(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, DirectoryError> {
+        let id = self.id;
+        self.read_store(move |s| s.events(id, after_seq, limit))
+            .await
+    }
+
+    /// Runs a store read off the async workers (reads may block on IO).
+    async fn read_store<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, DirectoryError> {
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| DirectoryError::NoStore(self.path.clone()))?;
+        let path = self.path.clone();
+        match tokio::task::spawn_blocking(move || read(store.as_ref())).await {
+            Ok(r) => r.map_err(|source| DirectoryError::Store { path, source }),
+            Err(e) => Err(DirectoryError::Store {
+                path,
+                source: StoreError::Backend {
+                    backend: "store",
+                    op: "read".into(),
+                    message: format!("the read task failed: {e}"),
+                },
+            }),
         }
     }
 
@@ -159,6 +214,7 @@ impl TwinDirectory for LocalDirectory {
             id,
             path,
             actor,
+            store: self.ctx.store.clone(),
             timeout: self.timeout,
         })
     }

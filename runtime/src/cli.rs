@@ -47,7 +47,22 @@ pub enum Command {
         /// each time the store acknowledges a flush (counts since this start).
         #[arg(long)]
         report_durable: bool,
+        /// Node configuration (HTTP listener, tokens); default
+        /// `DATA_DIR/node.toml`, created at first start with an admin token.
+        /// With `--in-memory` and no `--config`, a token for this run only.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address of the HTTP API and dashboard, overriding the
+        /// configuration (default 127.0.0.1:7878; port 0: any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve no HTTP API.
+        #[arg(long, conflicts_with = "listen")]
+        no_http: bool,
     },
+    /// Manage the API tokens of a node configuration.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Validate a model directory: exit 0 with a summary, or 1 listing every error.
     Check {
         /// Model directory.
@@ -75,6 +90,41 @@ pub enum Command {
     Bench(crate::cli::BenchArgs),
 }
 
+/// `twinrt token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Add {
+        /// The token's id, named in the audit log (`east-eng`).
+        id: String,
+        /// viewer, operator, engineer or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: crate::http::Role,
+        /// The subtree it sees (`acme/east`).
+        #[arg(long)]
+        scope: String,
+        /// The node configuration file.
+        #[arg(long, default_value = "data/node.toml")]
+        config: PathBuf,
+    },
+    /// List the tokens of a node configuration (ids, roles, scopes).
+    List {
+        #[arg(long, default_value = "data/node.toml")]
+        config: PathBuf,
+    },
+    /// Remove a token.
+    Remove {
+        id: String,
+        #[arg(long, default_value = "data/node.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_role(text: &str) -> Result<crate::http::Role, String> {
+    crate::http::Role::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a role: viewer, operator, engineer or admin"))
+}
+
 /// Arguments of `twinrt bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -97,7 +147,7 @@ pub struct BenchArgs {
 }
 
 /// What `twinrt run` does besides hosting the topology.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
     /// Stop after this long; `None`: until Ctrl-C.
     pub run_for: Option<Duration>,
@@ -107,6 +157,13 @@ pub struct RunOptions {
     pub summary_every: u64,
     /// Print a `durable ...` line for each acknowledged flush.
     pub report_durable: bool,
+    /// The node configuration file; `None`: `DATA_DIR/node.toml`, or
+    /// nothing for an in-memory node.
+    pub config: Option<PathBuf>,
+    /// Overrides the configured HTTP address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve no HTTP API.
+    pub no_http: bool,
 }
 
 /// The whole `twinrt` binary: parses the arguments, runs the subcommand and
@@ -146,6 +203,9 @@ pub fn main_entry() -> i32 {
             seed,
             summary_every,
             report_durable,
+            config,
+            listen,
+            no_http,
         } => {
             let data_dir = (!in_memory).then_some(data_dir);
             let options = RunOptions {
@@ -153,10 +213,14 @@ pub fn main_entry() -> i32 {
                 seed,
                 summary_every,
                 report_durable,
+                config,
+                listen,
+                no_http,
             };
             report(block_on(run(&dir, data_dir, options)))
         }
         Command::Bench(args) => report(block_on(crate::bench::run(args))),
+        Command::Token(cmd) => report(token(cmd)),
     }
 }
 
@@ -274,7 +338,44 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
         ..NodeConfig::default()
     };
     let started = tokio::time::Instant::now();
-    let node = Node::start(model, config, Clock::system(), None).await?;
+    let root = model.twins[0].path.clone();
+    // The node configuration is read before anything starts: a mistake in
+    // it stops the run at once.
+    let http = if options.no_http {
+        None
+    } else {
+        let path = options
+            .config
+            .clone()
+            .or_else(|| data_dir.as_ref().map(|d| d.join("node.toml")));
+        let mut loaded = crate::http::config::load_or_init(path.as_deref(), &root)?;
+        if let Some(listen) = options.listen {
+            loaded.config.listen = listen;
+        }
+        Some(loaded)
+    };
+    let node = Arc::new(Node::start(model, config, Clock::system(), None).await?);
+    let server = match http {
+        None => None,
+        Some(loaded) => {
+            let server = crate::http::HttpServer::start(node.clone(), loaded.config).await?;
+            let addr = server.local_addr();
+            eprintln!("twinrt: HTTP API on http://{addr} (dashboard at /, API at /api/, /metrics)");
+            if let Some(secret) = &loaded.generated {
+                match &loaded.path {
+                    Some(p) => eprintln!(
+                        "twinrt: first start: created admin token `admin` for `{root}`; it is shown \
+                         only now (stored hashed in {}):\n  {secret}\n  open http://{addr}/#token={secret}",
+                        p.display()
+                    ),
+                    None => eprintln!(
+                        "twinrt: admin token for this run only (in memory):\n  {secret}\n  open http://{addr}/#token={secret}"
+                    ),
+                }
+            }
+            Some(server)
+        }
+    };
     eprintln!(
         "twinrt: hosting {} twins of `{}` from {} ({}); Ctrl-C stops",
         node.ctx.model.twins.len(),
@@ -329,8 +430,13 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
         }
     };
     eprintln!("twinrt: stopping ({reason}); flushing the store");
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     let failed = node.root_failed();
     let writer = node.writer.clone();
+    let node = Arc::try_unwrap(node)
+        .map_err(|_| anyhow::anyhow!("the HTTP server still holds the node after its shutdown"))?;
     node.shutdown().await?;
     if options.report_durable
         && let Some(w) = writer
@@ -344,6 +450,58 @@ pub async fn run(dir: &Path, data_dir: Option<PathBuf>, options: RunOptions) -> 
     }
     eprintln!("twinrt: stopped cleanly");
     Ok(())
+}
+
+/// `twinrt token add|list|remove`.
+fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    use crate::http::config::NodeFile;
+    match cmd {
+        TokenCommand::Add {
+            id,
+            role,
+            scope,
+            config,
+        } => {
+            let mut file = if config.exists() {
+                NodeFile::read(&config)?
+            } else {
+                NodeFile::default()
+            };
+            let scope = twins::TwinPath::parse(scope.trim_end_matches("/**"))
+                .map_err(|e| anyhow::anyhow!("--scope `{scope}` is not a twin path: {e}"))?;
+            let secret = file.add_token(&id, role, &scope)?;
+            file.write(&config)?;
+            eprintln!(
+                "token `{id}` ({role}, {scope}/**) added to {}; it is shown only now:",
+                config.display()
+            );
+            write_stdout(&format!("{secret}\n"))?;
+            eprintln!("a running node reads its tokens at start: restart it to accept this one");
+            Ok(())
+        }
+        TokenCommand::List { config } => {
+            let file = NodeFile::read(&config)?;
+            let mut out = format!("{:<20} {:<9} SCOPE\n", "ID", "ROLE");
+            for t in &file.tokens {
+                out.push_str(&format!("{:<20} {:<9} {}/**\n", t.id, t.role, t.scope));
+            }
+            write_stdout(&out)
+        }
+        TokenCommand::Remove { id, config } => {
+            let mut file = NodeFile::read(&config)?;
+            let before = file.tokens.len();
+            file.tokens.retain(|t| t.id != id);
+            if file.tokens.len() == before {
+                anyhow::bail!("{}: no token `{id}`", config.display());
+            }
+            file.write(&config)?;
+            eprintln!(
+                "token `{id}` removed from {}; restart the node to refuse it",
+                config.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// How often `run` checks whether the root twin has failed.

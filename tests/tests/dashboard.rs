@@ -127,7 +127,8 @@ fn an_analyst_drills_down_sees_live_values_and_acknowledges_an_alarm() {
             Ok(line) => {
                 let found = line
                     .strip_prefix("twinrt: HTTP API on ")
-                    .map(|u| u.trim().to_owned());
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned);
                 log.push(line);
                 if let Some(u) = found {
                     break u;
