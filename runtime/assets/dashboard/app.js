@@ -514,8 +514,9 @@ function alarmRow(a, { showTwin }) {
   h('td', { class: 'what' },
     h('div', { class: 'aname' }, a.name,
       showTwin ? h('a', { href: `#/${a.twin}`, class: 'twinlink', testid: 'alarm-twin' }, ` ${a.twin}`) : null),
-    h('div', { class: 'astate', testid: 'alarm-state' }, stateText(a), a.since ? ` · since ${formatTime(a.since)}` : ''),
-    a.guidance ? h('div', { class: 'guidance' }, a.guidance) : null),
+    h('div', { class: 'astate', testid: 'alarm-state' }, stateText(a),
+      a.since && Date.parse(a.since) > 0 ? ` · since ${formatTime(a.since)}` : ''),
+    a.guidance && a.state !== 'normal' ? h('div', { class: 'guidance' }, a.guidance) : null),
   h('td', { class: 'actions' }, buttons));
 }
 

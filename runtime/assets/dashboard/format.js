@@ -47,6 +47,7 @@ export function formatTime(ts) {
   if (!ts) return '';
   const d = new Date(ts);
   if (Number.isNaN(d.getTime())) return String(ts);
+  if (d.getTime() <= 0) return '—'; // never: parameters, alarms that never changed
   const now = new Date();
   const time = d.toLocaleTimeString('en-GB', { hour12: false });
   return d.toDateString() === now.toDateString() ? time : `${d.toISOString().slice(0, 10)} ${time}`;
@@ -126,6 +127,7 @@ export function pickKpis(kpis, n = 2) {
 
 /** One line of text for a journal entry, whatever its kind carries. */
 export function eventText(e) {
+  if (typeof e.text === 'string' && e.text) return e.text; // the node words it (docs/api.md)
   const skip = new Set(['seq', 'at', 'kind', 'twin']);
   const t = e.transition;
   if (e.kind === 'alarm' && t) {
