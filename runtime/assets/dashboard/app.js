@@ -179,10 +179,8 @@ function upsertAlarm(alarm) {
   renderAlarmList();
   if (S.twin) {
     const i = S.twin.alarms.findIndex((x) => x.id === alarm.id);
-    if (i >= 0) {
-      S.twin.alarms[i] = alarm;
-      renderTwinAlarms();
-    }
+    if (i >= 0) S.twin.alarms[i] = alarm;
+    renderTwinAlarms();
   }
 }
 
@@ -243,6 +241,20 @@ async function expand(path) {
   renderTree();
 }
 
+/** Loads the children of each of `paths` not loaded yet, top down, so a twin opened by link shows in the tree. */
+async function loadBranches(paths) {
+  for (const p of paths) {
+    const node = S.nodes.get(p);
+    if (node && node.children !== null) continue;
+    try {
+      absorb(await S.api.get(`/api/tree/${pathUrl(p)}`, { depth: 1 }));
+    } catch {
+      break; // the tree says what it can; the twin pane reports errors
+    }
+  }
+  renderTree();
+}
+
 async function loadTwin(path, { keepTrend = false } = {}) {
   if (!path) return;
   try {
@@ -298,6 +310,7 @@ async function loadAlarms() {
     S.alarms = new Map(r.alarms.map((a) => [a.id, a]));
     S.alarmsTruncated = !!r.truncated;
     renderAlarmList();
+    if (S.twin) renderTwinAlarms();
   } catch (e) {
     $('alarm-list-note').textContent = `Cannot load alarms: ${e.message}`;
   }
@@ -318,9 +331,10 @@ function ancestors(path) {
 async function select(path, { push = true } = {}) {
   S.selected = path;
   if (push) history.pushState(null, '', `#/${path}`);
-  for (const p of ancestors(path)) if (within(p, S.who.scope)) S.expanded.add(p);
+  const up = ancestors(path).filter((p) => within(p, S.who.scope));
+  for (const p of up) S.expanded.add(p);
   renderTree();
-  await loadTwin(path);
+  await Promise.all([loadTwin(path), loadBranches(up)]);
 }
 
 // ---- rendering: the tree ----------------------------------------------------
@@ -466,12 +480,23 @@ function updatePropRow(p) {
   tr.classList.add('flash');
 }
 
+/** The twin's own alarms, then (for a container) those of its subtree in the scope list. */
 function renderTwinAlarms() {
-  const list = [...(S.twin?.alarms ?? [])].sort((a, b) =>
+  const t = S.twin;
+  const own = [...(t?.alarms ?? [])].sort((a, b) =>
     Number(b.state !== 'normal') - Number(a.state !== 'normal') || compareAlarms(a, b));
-  $('twin-alarms').replaceChildren(...(list.length
-    ? list.map((a) => alarmRow(a, { showTwin: false }))
-    : [h('tr', {}, h('td', { class: 'hint' }, 'No alarms are configured for this twin.'))]));
+  const rows = own.map((a) => alarmRow(a, { showTwin: false }));
+  if (t?.children?.length) {
+    const below = [...S.alarms.values()]
+      .filter((a) => a.twin !== t.path && within(a.twin, t.path)).sort(compareAlarms);
+    rows.push(below.length
+      ? h('tr', { class: 'subhead' }, h('td', { colspan: '3' }, `Below ${leaf(t.path)} (${S.alarmFilter})`))
+      : h('tr', {}, h('td', { class: 'hint', colspan: '3' }, `No ${S.alarmFilter} alarms below ${leaf(t.path)}.`)));
+    rows.push(...below.slice(0, 50).map((a) => alarmRow(a, { showTwin: true })));
+  } else if (!own.length) {
+    rows.push(h('tr', {}, h('td', { class: 'hint' }, 'No alarms are configured for this twin.')));
+  }
+  $('twin-alarms').replaceChildren(...rows);
 }
 
 function renderEvents() {
