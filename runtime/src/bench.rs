@@ -27,6 +27,8 @@ use twins::{Clock, PropSample, Quality, Timestamp, TwinPath, Value, ValueType};
 use crate::cli::BenchArgs;
 use crate::node::{Node, NodeConfig};
 
+mod http;
+
 /// Devices per line in the generated topology.
 pub const DEVICES_PER_LINE: usize = 250;
 /// Sourced properties per device (one batch carries all of them).
@@ -70,8 +72,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ingest" => vec!["ingest-baseline", "ingest", "ingest-stored"],
         "latency" => vec!["latency-baseline", "latency"],
         "recovery" => vec!["recovery-baseline", "recovery"],
+        // Not in `all`: it measures the HTTP surface, not the core.
+        "http" => vec!["http", "http-sse", "http-paced", "http-sse-paced"],
         other => {
-            bail!("unknown --what `{other}`: expected spawn, ingest, latency, recovery or all")
+            bail!(
+                "unknown --what `{other}`: expected spawn, ingest, latency, recovery, http or all"
+            )
         }
     };
     let exe = std::env::current_exe().context("cannot find the twinrt executable")?;
@@ -322,6 +328,9 @@ async fn run_case(case: &str, args: &BenchArgs) -> anyhow::Result<CaseResult> {
                 note: "restart: open fjall store, respawn tree, each twin loads its state".into(),
                 ..Default::default()
             })
+        }
+        "http" | "http-sse" | "http-paced" | "http-sse-paced" => {
+            http::run(case, &shape, secs, args.rate).await
         }
         other => bail!("unknown bench case `{other}`"),
     }

@@ -131,7 +131,9 @@ pub struct BenchArgs {
     /// Number of devices in the generated topology (lines hold 250 devices).
     #[arg(long, default_value_t = 10_000)]
     pub devices: usize,
-    /// What to measure: spawn, ingest, latency, recovery, or all.
+    /// What to measure: spawn, ingest, latency, recovery, all (these four),
+    /// or http (API read latency and ingest with 100 live subscribers and
+    /// without).
     #[arg(long, default_value = "all")]
     pub what: String,
     /// Seconds per throughput/latency measurement.

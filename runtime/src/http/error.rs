@@ -118,6 +118,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection as J;
         let code = match &r {
+            _ if timed_out(&r) => Code::RequestTimeout,
             J::MissingJsonContentType(_) => Code::UnsupportedMediaType,
             J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Code::PayloadTooLarge
@@ -129,10 +130,23 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         };
         let message = match code {
             Code::PayloadTooLarge => "the request body is larger than 1 MiB".to_string(),
+            Code::RequestTimeout => "the request body did not arrive in time".to_string(),
             _ => format!("invalid request body: {}", r.body_text()),
         };
         ApiError::new(code, message)
     }
+}
+
+/// Whether reading the body failed because the client was too slow.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl From<axum::extract::rejection::QueryRejection> for ApiError {

@@ -65,6 +65,9 @@ pub struct Api {
     pub config: HttpConfig,
     pub metrics: Arc<ApiMetrics>,
     pub(crate) hub: Arc<sse::Hub>,
+    /// The live clients' tasks; each holds the API (and so the node) until
+    /// it ends, so shutdown ends them all.
+    pub(crate) clients: std::sync::Mutex<tokio::task::JoinSet<()>>,
     /// For each twin (model index), the end of its subtree's index range:
     /// the model lists twins in pre-order, so a subtree is contiguous.
     subtree_end: Vec<usize>,
@@ -82,16 +85,20 @@ impl Api {
                 .map_or(i + 1, |&c| subtree_end[c]);
         }
         let epoch = node.ctx.clock.now().as_micros().unsigned_abs();
+        let metrics = Arc::new(ApiMetrics::default());
         let hub = Arc::new(sse::Hub::new(
             node.changes.clone(),
             config.sse_buffer,
+            config.sse_coalesce,
             epoch,
+            metrics.clone(),
         ));
         Api {
             node,
             config,
-            metrics: Arc::new(ApiMetrics::default()),
+            metrics,
             hub,
+            clients: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             subtree_end,
         }
     }
@@ -391,6 +398,9 @@ impl HttpServer {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.api.hub.stop();
+        let mut clients =
+            std::mem::take(&mut *self.api.clients.lock().unwrap_or_else(|e| e.into_inner()));
+        clients.shutdown().await;
     }
 }
 

@@ -1,14 +1,19 @@
 //! Live changes over Server-Sent Events.
 //!
-//! One hub task per node reads the twins' change feed, numbers each change
-//! and keeps the last few in a bounded ring for clients that resume with
-//! `Last-Event-ID`. Every client has its own task: it keeps the changes of
-//! its subtree, coalesces states per twin (one event per twin per
-//! `coalesce` period, with the latest values), passes alarm changes at once,
-//! and hands rendered events to its connection through a bounded queue. A
-//! client that reads too slowly fills its queue and loses events, counted
-//! and announced to it with a `dropped` event; nothing waits on it: not the
-//! twins, not the hub, not other clients.
+//! One hub task per node reads the twins' change feed and coalesces it:
+//! for every twin that changed during a period (`sse_coalesce`, 250 ms by
+//! default) it keeps the latest state only; alarm changes are never merged
+//! and cut the period short, so they go out at once. Each period becomes
+//! one batch, numbered change by change, broadcast to every live client
+//! and kept in a bounded ring for clients that resume with
+//! `Last-Event-ID`. A state is rendered to JSON once, by the first client
+//! that needs it, and shared by the others.
+//!
+//! Every client has its own task: it takes from each batch what lies in
+//! its subtree and hands the events to its connection through a bounded
+//! queue. A client that reads too slowly fills its queue and loses events,
+//! counted and announced to it with a `dropped` event; nothing waits on it:
+//! not the twins, not the hub, not other clients.
 //!
 //! The hub starts with the first client, so a node nobody watches pays
 //! nothing (twins skip building changes while the feed has no subscriber).
@@ -16,7 +21,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -32,14 +38,32 @@ use super::Api;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::glob::Glob;
+use super::metrics::ApiMetrics;
 use super::views::{Alarm, quality_name, reason_name, value_json};
 
-/// What the hub passes to clients.
-#[derive(Debug, Clone)]
-enum HubMsg {
-    Change(u64, Arc<TwinChange>),
-    /// The hub itself fell behind the feed and lost this many changes.
-    Lost(u64),
+/// One numbered change, rendered at most once.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    change: Arc<TwinChange>,
+    event: OnceLock<Option<Event>>,
+}
+
+impl Entry {
+    fn event(&self, api: &Api) -> Option<Event> {
+        self.event
+            .get_or_init(|| render(api, self.id, &self.change))
+            .clone()
+    }
+}
+
+/// What the hub broadcasts once per period (or at an alarm).
+#[derive(Debug)]
+struct Batch {
+    /// In change order.
+    entries: Vec<Arc<Entry>>,
+    /// Changes the hub itself lost (it fell behind the feed) before this batch.
+    lost: u64,
 }
 
 /// The node's live-change hub.
@@ -48,19 +72,29 @@ pub struct Hub {
     feed: ChangeFeed,
     /// Distinguishes event ids of this run from those of an earlier one.
     epoch: u64,
-    tx: broadcast::Sender<HubMsg>,
-    ring: Mutex<VecDeque<(u64, Arc<TwinChange>)>>,
+    coalesce: Duration,
+    metrics: Arc<ApiMetrics>,
+    tx: broadcast::Sender<Arc<Batch>>,
+    ring: Mutex<VecDeque<Arc<Entry>>>,
     capacity: usize,
     started: std::sync::Once,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Hub {
-    pub fn new(feed: ChangeFeed, capacity: usize, epoch: u64) -> Hub {
-        let (tx, _) = broadcast::channel(capacity.clamp(1024, 65_536));
+    pub fn new(
+        feed: ChangeFeed,
+        capacity: usize,
+        coalesce: Duration,
+        epoch: u64,
+        metrics: Arc<ApiMetrics>,
+    ) -> Hub {
+        let (tx, _) = broadcast::channel(1024);
         Hub {
             feed,
             epoch,
+            coalesce,
+            metrics,
             tx,
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(65_536))),
             capacity,
@@ -73,32 +107,75 @@ impl Hub {
     fn ensure_started(self: &Arc<Self>) {
         self.started.call_once(|| {
             let hub = self.clone();
-            let mut rx = hub.feed.subscribe();
-            let task = tokio::spawn(async move {
-                let mut next = 1u64;
-                loop {
-                    match rx.recv().await {
-                        Ok(change) => {
-                            let id = next;
-                            next += 1;
-                            {
-                                let mut ring = hub.ring.lock().unwrap_or_else(|e| e.into_inner());
-                                if ring.len() == hub.capacity {
-                                    ring.pop_front();
-                                }
-                                ring.push_back((id, change.clone()));
-                            }
-                            let _ = hub.tx.send(HubMsg::Change(id, change));
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = hub.tx.send(HubMsg::Lost(n));
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            });
+            let rx = hub.feed.subscribe();
+            let task = tokio::spawn(hub.run(rx));
             *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         });
+    }
+
+    async fn run(self: Arc<Self>, mut rx: broadcast::Receiver<Arc<TwinChange>>) {
+        let mut next = 1u64;
+        let mut states: HashMap<usize, Arc<Entry>> = HashMap::new();
+        let mut alarms: Vec<Arc<Entry>> = Vec::new();
+        let mut lost = 0u64;
+        let mut tick = tokio::time::interval(self.coalesce);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Ok(change) => {
+                        let entry = Arc::new(Entry { id: next, change, event: OnceLock::new() });
+                        next += 1;
+                        match &*entry.change {
+                            TwinChange::State { .. } => {
+                                states.insert(entry.change.twin(), entry);
+                            }
+                            TwinChange::Alarm { .. } => {
+                                alarms.push(entry);
+                                self.publish(&mut states, &mut alarms, &mut lost);
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        self.metrics.sse_dropped.fetch_add(n, Ordering::Relaxed);
+                        lost += n;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => self.publish(&mut states, &mut alarms, &mut lost),
+            }
+        }
+    }
+
+    /// Broadcasts what gathered since the last batch, in change order.
+    fn publish(
+        &self,
+        states: &mut HashMap<usize, Arc<Entry>>,
+        alarms: &mut Vec<Arc<Entry>>,
+        lost: &mut u64,
+    ) {
+        if states.is_empty() && alarms.is_empty() && *lost == 0 {
+            return;
+        }
+        let mut entries: Vec<Arc<Entry>> = states
+            .drain()
+            .map(|(_, e)| e)
+            .chain(alarms.drain(..))
+            .collect();
+        entries.sort_unstable_by_key(|e| e.id);
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &entries {
+                if ring.len() == self.capacity {
+                    ring.pop_front();
+                }
+                ring.push_back(e.clone());
+            }
+        }
+        let _ = self.tx.send(Arc::new(Batch {
+            entries,
+            lost: std::mem::take(lost),
+        }));
     }
 
     /// Stops the hub task (node shutdown).
@@ -196,12 +273,15 @@ pub async fn stream(
     let client = Client {
         api: api.clone(),
         filter,
-        pending: HashMap::new(),
         dropped: 0,
         out: out_tx,
         last_id: 0,
     };
-    tokio::spawn(client.run(rx, resume));
+    {
+        let mut clients = api.clients.lock().unwrap_or_else(|e| e.into_inner());
+        while clients.try_join_next().is_some() {}
+        clients.spawn(client.run(rx, resume));
+    }
     let stream = tokio_stream::wrappers::ReceiverStream::new(out_rx);
     Ok(Sse::new(futures_util::StreamExt::map(stream, Ok)))
 }
@@ -210,8 +290,6 @@ pub async fn stream(
 struct Client {
     api: Arc<Api>,
     filter: Filter,
-    /// Latest state per twin since the last flush, with its change number.
-    pending: HashMap<usize, (u64, Arc<TwinChange>)>,
     /// Events lost since the client was last told.
     dropped: u64,
     out: mpsc::Sender<Event>,
@@ -229,7 +307,11 @@ impl Drop for ClientGuard<'_> {
 }
 
 impl Client {
-    async fn run(mut self, mut rx: broadcast::Receiver<HubMsg>, resume: Option<Result<u64, ()>>) {
+    async fn run(
+        mut self,
+        mut rx: broadcast::Receiver<Arc<Batch>>,
+        resume: Option<Result<u64, ()>>,
+    ) {
         let api = self.api.clone();
         let metrics = &api.metrics;
         metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
@@ -239,68 +321,56 @@ impl Client {
             Some(Err(())) => self.send(Event::default().event("reset").data("{}")),
             Some(Ok(after)) => {
                 metrics.sse_resumed.fetch_add(1, Ordering::Relaxed);
-                let replay: Option<Vec<(u64, Arc<TwinChange>)>> = {
+                let replay: Option<Vec<Arc<Entry>>> = {
                     let ring = api.hub.ring.lock().unwrap_or_else(|e| e.into_inner());
                     match ring.front() {
-                        // The ring no longer holds the change after `after`.
-                        Some((first, _)) if *first > after + 1 => None,
-                        _ => Some(ring.iter().filter(|(id, _)| *id > after).cloned().collect()),
+                        // The ring no longer holds everything after `after`.
+                        Some(first) if first.id > after + 1 => None,
+                        _ => Some(ring.iter().filter(|e| e.id > after).cloned().collect()),
                     }
                 };
                 match replay {
                     None => self.send(Event::default().event("reset").data("{}")),
-                    Some(changes) => {
+                    Some(entries) => {
                         self.last_id = after;
-                        for (id, c) in changes {
-                            self.take(id, c);
-                        }
-                        self.flush();
+                        self.take(&entries);
                     }
                 }
             }
         }
-        let mut coalesce = tokio::time::interval(api.config.sse_coalesce);
-        coalesce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heartbeat = tokio::time::interval(api.config.sse_heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Ok(HubMsg::Change(id, change)) => {
-                        if id > self.last_id {
-                            self.take(id, change);
+                    Ok(batch) => {
+                        if batch.lost > 0 {
+                            // Counted once by the hub; every client is told.
+                            self.dropped += batch.lost;
                         }
+                        self.take(&batch.entries);
                     }
-                    Ok(HubMsg::Lost(n)) => self.lose(n),
                     Err(broadcast::error::RecvError::Lagged(n)) => self.lose(n),
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = coalesce.tick() => self.flush(),
                 _ = heartbeat.tick() => self.send(Event::default().comment("heartbeat")),
                 _ = self.out.closed() => return,
             }
         }
     }
 
-    /// Takes one change: a state waits for the next flush, replacing an
-    /// earlier one of the same twin; an alarm goes out at once, after the
-    /// states before it.
-    fn take(&mut self, id: u64, change: Arc<TwinChange>) {
-        self.last_id = self.last_id.max(id);
-        let twin = change.twin();
-        if !self.filter.admits(twin) {
-            return;
-        }
-        match &*change {
-            TwinChange::State { .. } => {
-                self.pending.insert(twin, (id, change));
+    /// Sends the entries of its subtree it has not seen, in change order.
+    fn take(&mut self, entries: &[Arc<Entry>]) {
+        for e in entries {
+            if e.id <= self.last_id {
+                continue;
             }
-            TwinChange::Alarm { .. } => {
-                self.flush();
-                if let Some(e) = render(&self.api, id, &change) {
-                    self.send(e);
-                }
+            self.last_id = e.id;
+            if self.filter.admits(e.change.twin())
+                && let Some(event) = e.event(&self.api)
+            {
+                self.send(event);
             }
         }
     }
@@ -308,22 +378,6 @@ impl Client {
     fn lose(&mut self, n: u64) {
         self.dropped += n;
         self.api.metrics.sse_dropped.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Sends every pending state, oldest change first, so that an event id
-    /// the client has seen covers every change before it.
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut states: Vec<(u64, Arc<TwinChange>)> =
-            self.pending.drain().map(|(_, v)| v).collect();
-        states.sort_unstable_by_key(|(id, _)| *id);
-        for (id, c) in states {
-            if let Some(e) = render(&self.api, id, &c) {
-                self.send(e);
-            }
-        }
     }
 
     /// Queues one event; a full queue loses it (counted, and announced once
