@@ -34,6 +34,24 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+  step "installing chromium (the dashboard's browser test)"
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  step "installing node.js and npm (the dashboard's browser test)"
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
+
+step "browser test driver"
+# playwright-core at the version tests/browser/package-lock.json pins; it
+# drives the system's Chromium and downloads no browser of its own.
+playwright_want=$(node -p "require('./tests/browser/package-lock.json').packages['node_modules/playwright-core'].version")
+playwright_have=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$playwright_want" != "$playwright_have" ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+
 step "python test peers"
 # The Modbus adapter's interop test talks to a real pymodbus server.
 python3 -c "import pymodbus" 2>/dev/null || python3 -m pip install 'pymodbus==3.16.1'

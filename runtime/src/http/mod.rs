@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod glob;
 pub mod metrics;
@@ -286,6 +287,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
