@@ -669,6 +669,7 @@ fn probes() -> Vec<Probe> {
             None,
             Role::Viewer,
         ),
+        p("get", "/api/audit", "/api/audit".into(), None, Role::Admin),
     ]
 }
 
@@ -730,9 +731,9 @@ async fn every_endpoint_refuses_a_foreign_scope_and_a_role_too_low_with_403() {
             );
             denied += 1;
         }
-        // The east-scoped metrics are refused to east tokens of any role:
-        // metrics cover the whole node.
-        if p.route == "/metrics" {
+        // Metrics and the audit log cover the whole node: refused to east
+        // tokens of any role.
+        if p.route == "/metrics" || p.route == "/api/audit" {
             let r = send("east-engineer", p).await.expect("request");
             assert_eq!(r.status().as_u16(), 403);
             denied += 1;
@@ -1214,5 +1215,91 @@ async fn a_client_that_stops_reading_loses_events_counted_without_slowing_ingest
         text.extend_from_slice(&chunk[..n]);
     }
     drop(slow);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_auth_failures_denials_and_alarm_commands() {
+    let f = start(|_| {}).await;
+    let id = format!("{EAST_PUMP}:high_flow");
+    f.set_flow(EAST_PUMP, 150.0).await;
+    let r = f
+        .http
+        .get(f.url("/api/whoami"))
+        .bearer_auth("twr_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (s, _) = f
+        .post(
+            "east-viewer",
+            "/api/alarms/acknowledge",
+            json!({"alarm": id}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = f
+        .post(
+            "east-operator",
+            "/api/alarms/acknowledge",
+            json!({"alarm": id}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = f
+        .post(
+            "east-operator",
+            "/api/alarms/shelve",
+            json!({"alarm": id, "for": "30m"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    f.node.audit.flush().await.expect("audit flush");
+    let (s, page) = f.get("admin", "/api/audit?limit=1000").await;
+    assert_eq!(s, 200, "{page}");
+    let records = page["records"].as_array().unwrap();
+    let find = |cat: &str, pred: &dyn Fn(&Json) -> bool| {
+        records
+            .iter()
+            .find(|r| r["category"] == cat && pred(r))
+            .unwrap_or_else(|| panic!("no {cat} record in {page}"))
+    };
+    let auth = find("auth", &|_| true);
+    assert!(
+        auth["result"].as_str().unwrap().contains("unknown token"),
+        "{auth}"
+    );
+    assert!(
+        auth["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{auth}"
+    );
+    assert!(auth["token"].is_null());
+    let denial = find("access", &|r| r["token"] == "east-viewer");
+    assert!(
+        denial["result"].as_str().unwrap().starts_with("denied"),
+        "{denial}"
+    );
+    assert_eq!(denial["target"], EAST_PUMP);
+    let ack = find("alarm", &|r| r["action"] == "acknowledge");
+    assert_eq!(
+        (
+            ack["token"].clone(),
+            ack["target"].clone(),
+            ack["result"].clone()
+        ),
+        (json!("east-operator"), json!(id), json!("ok"))
+    );
+    find("alarm", &|r| {
+        r["action"].as_str().unwrap().starts_with("shelve for 30m")
+    });
+    find("node", &|r| r["action"] == "start");
+    // Chained: each record's prev is the hash before it.
+    for w in records.windows(2) {
+        assert_eq!(w[1]["prev"], w[0]["hash"]);
+    }
+    let store = f.node.ctx.store.clone().unwrap();
+    let report = runtime::audit::verify(store.as_ref()).expect("the chain verifies");
+    assert_eq!(report.records as usize, records.len());
     f.stop().await;
 }

@@ -956,7 +956,7 @@ async fn alarm_command(
     let result = twin.alarm(name, command, &who).await;
     api.audit(
         Some(caller),
-        super::AuditCategory::Alarm,
+        crate::audit::Category::Alarm,
         &action,
         Some(&target),
         result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -1015,7 +1015,7 @@ pub async fn setpoint(
     let target = format!("{}.{}", twin.path, r.prop);
     api.audit(
         Some(&caller),
-        super::AuditCategory::Setpoint,
+        crate::audit::Category::Setpoint,
         &format!("write {}", r.value),
         Some(&target),
         result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -1060,6 +1060,96 @@ fn json_to_value(class: &Class, prop: &str, v: &serde_json::Value) -> Result<Val
             _ => Value::Enum(u16::try_from(v.as_u64().ok_or_else(bad)?).map_err(|_| bad())?),
         },
     })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Records after this sequence number (default 0).
+    pub after: Option<u64>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// One audit record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditItem {
+    pub seq: u64,
+    pub time: String,
+    /// The token's id, never its secret.
+    pub token: Option<String>,
+    /// The client's address.
+    pub source: Option<String>,
+    /// `auth`, `access`, `alarm`, `model`, `node` or `setpoint`.
+    pub category: String,
+    pub action: String,
+    pub target: Option<String>,
+    /// `ok`, or `denied: …` / `failed: …`.
+    pub result: String,
+    /// Hex of the record's hash; each record's `prev` is the one before.
+    pub hash: String,
+    pub prev: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub records: Vec<AuditItem>,
+}
+
+/// The audit log, oldest first (admin, whole company).
+#[utoipa::path(get, path = "/api/audit", tag = "auth", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit_log(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<AuditPage> {
+    let root = api.model().twins[0].path.clone();
+    api.authorize(&caller, Role::Admin, "reading the audit log", Some(&root))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let store = api
+        .node
+        .ctx
+        .store
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this node keeps no store"))?;
+    let after = q.after.unwrap_or(0);
+    let records =
+        tokio::task::spawn_blocking(move || crate::audit::list(store.as_ref(), after, limit))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    super::error::Code::Internal,
+                    format!("the audit read failed: {e}"),
+                )
+            })?
+            .map_err(|e| {
+                ApiError::new(
+                    super::error::Code::Internal,
+                    format!("cannot read the audit log: {e}"),
+                )
+            })?;
+    let hex = |h: &[u8; 32]| twins::store::hex(h);
+    Ok(Json(AuditPage {
+        records: records
+            .iter()
+            .map(|r| AuditItem {
+                seq: r.seq,
+                time: r.time.to_string(),
+                token: r.token.clone(),
+                source: r.source.clone(),
+                category: r.category.to_string(),
+                action: r.action.clone(),
+                target: r.target.clone(),
+                result: r.result.to_string(),
+                hash: hex(&r.hash),
+                prev: hex(&r.prev),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -44,19 +44,11 @@ pub use config::HttpConfig;
 pub use error::{ApiError, Code};
 pub use metrics::ApiMetrics;
 
+use crate::audit::{AuditEntry, Category, Outcome};
 use crate::node::Node;
 
 /// The largest request body.
 pub const MAX_BODY: usize = 1 << 20;
-
-/// What an audit record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditCategory {
-    Auth,
-    Access,
-    Alarm,
-    Setpoint,
-}
 
 /// State shared by every handler.
 #[derive(Debug)]
@@ -159,7 +151,7 @@ impl Api {
         self.metrics.denials.fetch_add(1, Ordering::Relaxed);
         self.audit(
             Some(caller),
-            AuditCategory::Access,
+            Category::Access,
             action,
             target,
             Err(d.message.clone()),
@@ -167,29 +159,43 @@ impl Api {
         d.into()
     }
 
-    /// Appends an audit record.
+    /// Appends an audit record (never waits: see [`AuditLog::record`]).
+    ///
+    /// [`AuditLog::record`]: crate::audit::AuditLog::record
     pub(crate) fn audit(
         &self,
         caller: Option<&Caller>,
-        category: AuditCategory,
+        category: Category,
         action: &str,
         target: Option<&str>,
         result: Result<(), String>,
     ) {
-        tracing::info!(
-            target: "twinrt::audit",
-            token = caller.map(|c| c.token.id.as_str()),
-            source = caller.and_then(|c| c.source()),
-            ?category,
-            action,
-            target,
-            ?result,
-        );
+        let mut entry = AuditEntry::new(category, action).result(match result {
+            Ok(()) => Outcome::Ok,
+            Err(e) if category == Category::Access => Outcome::Denied(e),
+            Err(e) => Outcome::Failed(e),
+        });
+        if let Some(c) = caller {
+            entry = entry.token(c.token.id.clone());
+            if let Some(a) = c.source() {
+                entry = entry.source(a);
+            }
+        }
+        if let Some(t) = target {
+            entry = entry.target(t);
+        }
+        self.node.audit.record(entry);
     }
 
-    fn audit_auth_failure(&self, addr: Option<SocketAddr>, why: &str) {
+    fn audit_auth_failure(&self, addr: Option<SocketAddr>, path: &str, why: &str) {
         self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(target: "twinrt::audit", source = ?addr, category = "auth", result = why);
+        let mut entry = AuditEntry::new(Category::Auth, "authenticate")
+            .target(path)
+            .result(Outcome::Denied(why.to_string()));
+        if let Some(a) = addr {
+            entry = entry.source(a.to_string());
+        }
+        self.node.audit.record(entry);
     }
 }
 
@@ -212,7 +218,11 @@ impl FromRequestParts<Arc<Api>> for Caller {
             {
                 Some(s) => Some(s.trim().to_string()),
                 None => {
-                    api.audit_auth_failure(addr, "malformed Authorization header");
+                    api.audit_auth_failure(
+                        addr,
+                        parts.uri.path(),
+                        "malformed Authorization header",
+                    );
                     return Err(ApiError::new(
                         Code::Unauthorized,
                         "the Authorization header must be `Bearer TOKEN`",
@@ -229,7 +239,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
             None => None,
         };
         let Some(secret) = secret else {
-            api.audit_auth_failure(addr, "no token");
+            api.audit_auth_failure(addr, parts.uri.path(), "no token");
             return Err(ApiError::new(
                 Code::Unauthorized,
                 "this needs a token: send `Authorization: Bearer TOKEN`",
@@ -238,7 +248,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
         match api.config.tokens.lookup(&secret) {
             Some(token) => Ok(Caller { token, addr }),
             None => {
-                api.audit_auth_failure(addr, "unknown token");
+                api.audit_auth_failure(addr, parts.uri.path(), "unknown token");
                 Err(ApiError::new(
                     Code::Unauthorized,
                     "the token is not known to this node",
@@ -264,6 +274,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/setpoint"),
     ("get", "/api/whoami"),
     ("get", "/api/stream"),
+    ("get", "/api/audit"),
 ];
 
 /// The router of the whole HTTP surface.
@@ -283,6 +294,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/setpoint", post(api::setpoint))
         .route("/api/whoami", get(api::whoami))
         .route("/api/stream", get(sse::stream))
+        .route("/api/audit", get(api::audit_log))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(healthz))

@@ -28,6 +28,7 @@ use super::sse;
         api::setpoint,
         api::whoami,
         sse::stream,
+        api::audit_log,
     ),
     modifiers(&BearerAuth),
     tags(
