@@ -88,6 +88,9 @@ pub enum Command {
     },
     /// Benchmarks against a bare-ractor baseline (see docs/benchmarks.md).
     Bench(crate::cli::BenchArgs),
+    /// The client of a running node: `get`, `watch`, `alarms`, `history`.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 /// `twinrt token …`.
@@ -221,6 +224,7 @@ pub fn main_entry() -> i32 {
         }
         Command::Bench(args) => report(block_on(crate::bench::run(args))),
         Command::Token(cmd) => report(token(cmd)),
+        Command::Client(cmd) => crate::client::main(cmd),
     }
 }
 
