@@ -36,16 +36,21 @@ impl Node {
     /// Starts `twinrt run examples/acme` in memory on a free port and reads
     /// its address and admin token from stderr.
     fn start() -> Node {
+        Node::start_with(&["--listen", "127.0.0.1:0"], None)
+    }
+
+    /// Starts `twinrt run examples/acme --in-memory ARGS`; reads its address,
+    /// and its admin token from stderr unless `token` is given.
+    fn start_with(args: &[&str], token: Option<&str>) -> Node {
         let mut child = twinrt()
             .args([
                 "run",
                 acme_dir().to_str().expect("a UTF-8 path"),
                 "--in-memory",
-                "--listen",
-                "127.0.0.1:0",
                 "--summary-every",
                 "0",
             ])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -54,7 +59,7 @@ impl Node {
         let mut node = Node {
             child,
             url: String::new(),
-            token: String::new(),
+            token: token.unwrap_or_default().to_string(),
         };
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = String::new();
@@ -251,6 +256,92 @@ fn watch_streams_only_the_subtree() {
             .any(|l| l.contains(&format!("  {DEVICE}  ")) && l.contains(" = ")),
         "{out}"
     );
+}
+
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn watch_reconnects_when_the_node_restarts() {
+    // A configured token, so that the restarted node accepts it too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let o = twinrt()
+        .args([
+            "token", "add", "watcher", "--role", "viewer", "--scope", "acme",
+        ])
+        .args(["--config", config])
+        .output()
+        .expect("run token add");
+    assert_exit(&o, 0, &["token", "add"]);
+    let token = stdout(&o).trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--config", config, "--listen", &listen];
+    let first = Node::start_with(&args, Some(&token));
+    first.wait_for_values();
+
+    // `--for` only bounds the test should the client never reconnect.
+    let mut watch = Killed(
+        twinrt()
+            .args(["watch", DEVICE, "--json", "--for", "120s"])
+            .args(["--node", &first.url, "--token", &token])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start twinrt watch"),
+    );
+    let out = watch.0.stdout.take().expect("piped stdout");
+    let err = watch.0.stderr.take().expect("piped stderr");
+    let notes = std::thread::spawn(move || {
+        BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let mut events = BufReader::new(out).lines().map(|l| {
+        let l = l.expect("a line of the client");
+        serde_json::from_str::<Json>(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+    });
+    let before = events
+        .find(|e| e["event"] == "state")
+        .expect("a state event from the first node");
+    assert_eq!(before["data"]["path"], DEVICE);
+
+    // The node goes away and comes back on the same address: a new run,
+    // whose event ids the client's `Last-Event-ID` does not name, so the
+    // stream starts with `reset`, then live states again.
+    drop(first);
+    let second = Node::start_with(&args, Some(&token));
+    let mut seen = Vec::new();
+    for e in events.by_ref() {
+        let kind = e["event"].as_str().unwrap_or("").to_string();
+        seen.push(kind.clone());
+        if kind == "state" && seen.iter().any(|k| k == "reset") {
+            assert_eq!(e["data"]["path"], DEVICE);
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|k| k == "reset") && seen.last().is_some_and(|k| k == "state"),
+        "after the restart: {seen:?}"
+    );
+    drop(watch);
+    let notes = notes.join().expect("the stderr reader").join("\n");
+    assert!(notes.contains("reconnecting"), "{notes}");
+    assert!(notes.contains("twinrt: reconnected"), "{notes}");
+    drop(second);
 }
 
 #[test]
