@@ -537,7 +537,8 @@ pub enum ClientCommand {
     /// A property's history, downsampled by the node: min, avg, max per bucket.
     #[command(after_help = "Examples:\n  \
         twinrt history acme/east/baytown/crude-unit/p-01 flow --since 1h\n  \
-        twinrt history acme/east/baytown flow --from 2026-11-21T08:00:00Z --to 2026-11-21T09:00:00Z --points 60")]
+        twinrt history acme/east/baytown throughput --from -2h --to -1h --points 60\n  \
+        twinrt history urn:acme:plant:baytown power --from 2026-11-21T08:00:00Z --to 2026-11-21T09:00:00Z")]
     History(HistoryArgs),
 }
 
@@ -597,10 +598,10 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "DURATION", conflicts_with_all = ["from", "to"])]
     pub since: Option<String>,
     /// Start: RFC 3339 (`2026-11-21T08:00:00Z`) or relative (`-2h`).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// End: RFC 3339, relative, or `now` (the default).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// At most this many buckets (1 to 5000).
     #[arg(long, value_name = "N", default_value_t = 30)]

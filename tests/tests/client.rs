@@ -210,6 +210,13 @@ fn get_and_history_show_a_devices_properties() {
     );
     assert!(summary.contains(" values "), "{summary}");
 
+    // A range as the API takes it, relative times included.
+    let h = node.json(&[
+        "history", DEVICE, "flow", "--from", "-1m", "--to", "now", "--points", "3", "--json",
+    ]);
+    let points = h["points"].as_array().expect("points");
+    assert!(!points.is_empty() && points.len() <= 3, "{h}");
+
     // An unknown property is the node's `not_found`, named.
     let o = node.run(&["history", DEVICE, "flwo", "--since", "1m"]);
     assert_exit(&o, 1, &["history"]);
