@@ -93,6 +93,9 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The client of a running node: `get`, `watch`, `alarms`, `history`.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 /// `twinrt audit …`. Both read the store directly, so the node must be
@@ -264,6 +267,7 @@ pub fn main_entry() -> i32 {
                     json,
                 },
         } => report(audit_list(&data_dir, last, json)),
+        Command::Client(cmd) => crate::client::main(cmd),
     }
 }
 

@@ -13,10 +13,13 @@
 //! - [`summary`]: the live terminal summary.
 //! - [`http`]: the HTTP API, live streams, dashboard and `/metrics`.
 //! - [`cli`]: the `twinrt` subcommands, and [`bench`] for `twinrt bench`.
+//! - [`client`]: the command-line client of a running node (`twinrt get`,
+//!   `watch`, `alarms`, `history`).
 
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod edge;
 pub mod http;
 pub mod metrics;
