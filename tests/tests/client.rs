@@ -185,9 +185,20 @@ fn get_and_history_show_a_devices_properties() {
     assert!(out.contains(&format!("  {DEVICE}\n")), "children:\n{out}");
 
     // History: at most `--points` buckets, each with min <= avg <= max.
-    let h = node.json(&[
-        "history", DEVICE, "flow", "--since", "1m", "--points", "5", "--json",
-    ]);
+    // History is read from the store, which the node writes behind: wait
+    // for the first points to be there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let h = loop {
+        let h = node.json(&[
+            "history", DEVICE, "flow", "--since", "1m", "--points", "5", "--json",
+        ]);
+        if h["points"].as_array().is_some_and(|p| !p.is_empty())
+            || std::time::Instant::now() > deadline
+        {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(h["prop"], "flow");
     assert_eq!(h["unit"], "m3/h");
     let points = h["points"].as_array().expect("points");
