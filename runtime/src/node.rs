@@ -1,7 +1,8 @@
 //! The node: the composition root that wires model, store, twins and sources.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adapters::{PointSpec, Registry, SampleSink, SampleSource, SourceEnv};
@@ -14,6 +15,7 @@ use twins::store::{MemoryStore, Store, StoreWriter, WriterConfig, WriterHandle};
 use twins::{Clock, TwinPath};
 
 use crate::edge::{Edge, SIM_KIND};
+use crate::metrics::RateWindow;
 use crate::router::Router;
 use crate::sim_source::SimSource;
 
@@ -67,6 +69,8 @@ pub struct Node {
     /// MQTT brokers started for sources with `embedded_broker = true`; they
     /// run until the process exits.
     pub brokers: Vec<adapters::mqtt::EmbeddedBroker>,
+    /// Samples applied, read by the ticker (for `/metrics`).
+    sample_rate: Arc<Mutex<RateWindow>>,
     root: ActorRef<TwinMsg>,
     root_join: tokio::task::JoinHandle<()>,
     writer_handle: Option<WriterHandle>,
@@ -144,7 +148,13 @@ impl Node {
                 }
             }));
         }
-        tasks.push(spawn_ticker(ctx.clone(), config.tick, shutdown_rx));
+        let sample_rate = Arc::new(Mutex::new(RateWindow::new(SAMPLE_RATE_WINDOW)));
+        tasks.push(spawn_ticker(
+            ctx.clone(),
+            config.tick,
+            sample_rate.clone(),
+            shutdown_rx,
+        ));
         Ok(Node {
             directory: Arc::new(LocalDirectory::new(ctx.clone())),
             ctx,
@@ -153,6 +163,7 @@ impl Node {
             edge,
             changes,
             brokers,
+            sample_rate,
             root,
             root_join,
             writer_handle: Some(writer_handle),
@@ -164,6 +175,16 @@ impl Node {
     /// The root (enterprise) twin's path.
     pub fn root_path(&self) -> &TwinPath {
         &self.ctx.model.twins[0].path
+    }
+
+    /// Samples applied per second over the last [`SAMPLE_RATE_WINDOW`]
+    /// (as of the ticker's latest reading and now).
+    pub fn samples_per_second(&self) -> f64 {
+        let total = self.ctx.metrics.samples.load(Ordering::Relaxed);
+        self.sample_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rate(tokio::time::Instant::now(), total)
     }
 
     /// Whether the root twin has stopped (it escalated a failure).
@@ -233,9 +254,11 @@ async fn start_embedded_brokers(
     Ok(brokers)
 }
 
+/// The window of [`Node::samples_per_second`].
+pub const SAMPLE_RATE_WINDOW: Duration = Duration::from_secs(10);
+
 /// Waits until `total` twins have started (initial spawn of the tree).
 async fn wait_started(ctx: &TwinContext, total: u64) {
-    use std::sync::atomic::Ordering;
     let mut delay = Duration::from_micros(200);
     while ctx.metrics.twins_started.load(Ordering::Relaxed) < total {
         tokio::time::sleep(delay).await;
@@ -246,6 +269,7 @@ async fn wait_started(ctx: &TwinContext, total: u64) {
 fn spawn_ticker(
     ctx: Arc<TwinContext>,
     tick: Duration,
+    sample_rate: Arc<Mutex<RateWindow>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -253,7 +277,12 @@ fn spawn_ticker(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => {
+                at = interval.tick() => {
+                    let samples = ctx.metrics.samples.load(Ordering::Relaxed);
+                    sample_rate
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(at, samples);
                     if let Some(root) = ctx.actor_of(0) {
                         let _ = root.cast(TwinMsg::Tick);
                     }

@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::Model;
+use crate::histogram::Histogram;
+use crate::model::{Model, Tier};
 use crate::rollup::AlarmCounts;
 use crate::store::{Store, StoreWriter};
 use crate::time::{Clock, Timestamp};
 
-use ractor::{ActorCell, ActorRef, SpawnErr};
+use ractor::{ActorCell, ActorRef, MessagingErr, SpawnErr};
 
 use super::feed::ChangeFeed;
 use super::plan::Plan;
@@ -65,12 +66,28 @@ pub struct TwinMetrics {
     pub writes_dropped: AtomicU64,
     /// Edge adapters restarted after a failure.
     pub adapter_restarts: AtomicU64,
+    /// Roll-up latency by the tier it reached (index [`Tier::index`]): one
+    /// observation each time a container applies a roll-up that includes
+    /// new samples, of the age of the oldest of them (from its arrival at
+    /// the node). The enterprise entry is the sample-to-HQ latency.
+    pub rollup_latency: [Histogram; 5],
 }
 
 impl TwinMetrics {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// The roll-up latency histogram of `tier`.
+    pub fn rollup_latency(&self, tier: Tier) -> &Histogram {
+        &self.rollup_latency[tier.index()]
+    }
+}
+
+/// Decrements a mailbox count, never below zero (a message sent with a
+/// plain `cast` was never counted).
+fn dequeue(n: &AtomicU32) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 pub(crate) fn inc(counter: &AtomicU64, n: u64) {
@@ -102,6 +119,10 @@ pub struct TwinContext {
     names: Vec<ClassNames>,
     /// The running actor of every twin, by index in `model.twins`; updated on restart.
     refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
+    /// Sample batches and child updates waiting in each twin's mailbox
+    /// (ractor does not expose a queue length): counted by
+    /// [`TwinContext::cast_to`], uncounted by the twin as it handles them.
+    mailboxes: Box<[AtomicU32]>,
 }
 
 /// A class's names as shared strings (no allocation per record).
@@ -186,6 +207,63 @@ impl TwinContext {
             plans: Mutex::new(HashMap::new()),
             names,
             refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
+            mailboxes: (0..model_len).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Sends `msg` to twin `twin` (index in `model.twins`) if it is running.
+    /// Sample batches and child updates are counted in its mailbox depth.
+    pub fn cast(&self, twin: usize, msg: TwinMsg) -> Result<(), MessagingErr<TwinMsg>> {
+        match self.actor_of(twin) {
+            Some(actor) => self.cast_to(twin, &actor, msg),
+            None => Err(MessagingErr::SendErr(msg)),
+        }
+    }
+
+    /// Sends `msg` to `actor`, the running actor of twin `twin`. Sample
+    /// batches and child updates are counted in its mailbox depth: send
+    /// them this way rather than with `actor.cast`.
+    pub fn cast_to(
+        &self,
+        twin: usize,
+        actor: &ActorRef<TwinMsg>,
+        msg: TwinMsg,
+    ) -> Result<(), MessagingErr<TwinMsg>> {
+        let slot = msg.is_counted().then(|| self.mailboxes.get(twin)).flatten();
+        if let Some(n) = slot {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = actor.cast(msg);
+        if result.is_err()
+            && let Some(n) = slot
+        {
+            dequeue(n);
+        }
+        result
+    }
+
+    /// The deepest mailbox now: `(twin index, sample batches and child
+    /// updates waiting)`; `None` for an empty model. Scans every twin.
+    pub fn deepest_mailbox(&self) -> Option<(usize, u32)> {
+        self.mailboxes
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .enumerate()
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+    }
+
+    /// Twin `twin` took a counted message from its mailbox.
+    pub(crate) fn dequeued(&self, twin: usize) {
+        if let Some(n) = self.mailboxes.get(twin) {
+            dequeue(n);
+        }
+    }
+
+    /// A (re)started twin has an empty mailbox (what its previous instance
+    /// left unhandled is gone).
+    pub(crate) fn reset_mailbox(&self, twin: usize) {
+        if let Some(n) = self.mailboxes.get(twin) {
+            n.store(0, Ordering::Relaxed);
         }
     }
 
