@@ -481,3 +481,70 @@ async fn a_node_whose_adapter_keeps_failing_is_live_but_not_ready() {
     );
     node.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_depth_counts_balance_once_every_batch_is_handled() {
+    use twins::actor::{SampleBatch, TwinMsg};
+    use twins::{PropSample, Quality, Value};
+    let config = NodeConfig {
+        simulate: false,
+        ..NodeConfig::default()
+    };
+    let node = Node::start(
+        Arc::new(compile_one(SIMULATED)),
+        config,
+        Clock::system(),
+        None,
+    )
+    .await
+    .expect("node starts");
+    let pumps: Vec<usize> = (0..node.ctx.model.twins.len())
+        .filter(|&i| node.ctx.model.twins[i].path.name().starts_with("pump-"))
+        .collect();
+    assert_eq!(pumps.len(), 4);
+    const BATCHES: u64 = 500;
+    for k in 0..BATCHES {
+        for &p in &pumps {
+            let now = node.ctx.clock.now();
+            node.ctx
+                .cast(
+                    p,
+                    TwinMsg::Samples(SampleBatch {
+                        samples: vec![PropSample {
+                            prop: 0,
+                            value: Value::F64(k as f64),
+                            source_ts: now,
+                            quality: Quality::Good,
+                        }],
+                        arrival: now,
+                    }),
+                )
+                .expect("the pump runs");
+        }
+    }
+    // Every batch and every child update they caused is handled in the
+    // end: the counts come back to zero.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let samples = node
+            .ctx
+            .metrics
+            .samples
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let deepest = node.ctx.deepest_mailbox().map(|(_, n)| n);
+        if samples == BATCHES * pumps.len() as u64 && deepest == Some(0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{samples} samples applied, deepest mailbox {deepest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = runtime::metrics::render(&node, None).await;
+    assert!(
+        metrics.contains("\ntwinrt_mailbox_depth_max 0\n"),
+        "{metrics}"
+    );
+    node.shutdown().await.expect("clean shutdown");
+}

@@ -349,3 +349,106 @@ impl TwinContext {
         period.mul_f64(self.model.settings.stale_factor.max(1.0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SourceFile, compile};
+    use ractor::Actor;
+
+    /// Holds every message it gets: what waits in a twin's mailbox stays
+    /// counted until the twin takes it.
+    #[derive(Debug)]
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = TwinMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<TwinMsg>,
+            _args: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    fn samples() -> TwinMsg {
+        TwinMsg::Samples(super::super::twin::SampleBatch {
+            samples: Vec::new(),
+            arrival: Timestamp::ZERO,
+        })
+    }
+
+    #[tokio::test]
+    async fn counted_casts_raise_the_depth_and_failed_ones_do_not() {
+        let model = compile(&[SourceFile {
+            path: "m.toml".into(),
+            text: r#"
+[class.E]
+tier = "enterprise"
+[class.R]
+tier = "region"
+[class.P]
+tier = "plant"
+[class.L]
+tier = "line"
+[class.D]
+tier = "device"
+[enterprise]
+name = "acme"
+class = "E"
+[twin."r"]
+class = "R"
+[twin."r/p"]
+class = "P"
+[twin."r/p/l"]
+class = "L"
+[twin."r/p/l/d1"]
+class = "D"
+[twin."r/p/l/d2"]
+class = "D"
+"#
+            .into(),
+        }])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let index = |path: &str| {
+            model
+                .twins
+                .iter()
+                .position(|t| t.path.as_str() == path)
+                .expect("a twin of the model")
+        };
+        let (d1, d2) = (index("acme/r/p/l/d1"), index("acme/r/p/l/d2"));
+        let ctx = TwinContext::new(Arc::new(model), Clock::system());
+        assert_eq!(ctx.deepest_mailbox(), Some((0, 0)));
+        let (sink, handle) = Actor::spawn(None, Sink, ()).await.expect("sink starts");
+        for _ in 0..3 {
+            ctx.cast_to(d2, &sink, samples()).expect("sent");
+        }
+        ctx.cast_to(d1, &sink, samples()).expect("sent");
+        // Ticks are not counted.
+        ctx.cast_to(d1, &sink, TwinMsg::Tick).expect("sent");
+        assert_eq!(ctx.deepest_mailbox(), Some((d2, 3)));
+        ctx.dequeued(d2);
+        ctx.dequeued(d2);
+        ctx.dequeued(d2);
+        assert_eq!(ctx.deepest_mailbox(), Some((d1, 1)));
+        // Never below zero: a plain `cast` was never counted.
+        ctx.dequeued(d2);
+        ctx.dequeued(d1);
+        assert_eq!(ctx.deepest_mailbox(), Some((0, 0)));
+        sink.stop(None);
+        handle.await.expect("sink stops");
+        assert!(ctx.cast_to(d2, &sink, samples()).is_err());
+        assert_eq!(
+            ctx.deepest_mailbox(),
+            Some((0, 0)),
+            "a failed cast is not counted"
+        );
+        // No twin is registered: nothing to send to.
+        assert!(ctx.cast(d2, samples()).is_err());
+    }
+}
