@@ -372,11 +372,14 @@ pub async fn render(node: &Node, api: Option<&ApiMetrics>) -> String {
         &[],
         node.samples_per_second(),
     );
-    for tier in Tier::ALL.into_iter().filter(|t| *t != Tier::Device) {
+    // Tiers order top-down: plant, region and enterprise (lines and devices
+    // record none, see `TwinMetrics::rollup_latency`).
+    for tier in Tier::ALL.into_iter().filter(|t| *t < Tier::Line) {
         e.add_histogram(
             "rollup_latency_seconds",
             "Age of the oldest new sample (since its arrival at the node) in each roll-up a \
-             container applies, by the container's tier; tier=\"enterprise\" is sample-to-HQ.",
+             plant, region or enterprise twin applies, by its tier; tier=\"enterprise\" is \
+             sample-to-HQ.",
             &[("tier", tier.name())],
             &m.rollup_latency(tier).snapshot(),
         );

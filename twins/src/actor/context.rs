@@ -67,9 +67,10 @@ pub struct TwinMetrics {
     /// Edge adapters restarted after a failure.
     pub adapter_restarts: AtomicU64,
     /// Roll-up latency by the tier it reached (index [`Tier::index`]): one
-    /// observation each time a container applies a roll-up that includes
-    /// new samples, of the age of the oldest of them (from its arrival at
-    /// the node). The enterprise entry is the sample-to-HQ latency.
+    /// observation each time a plant, region or enterprise twin applies a
+    /// roll-up that includes new samples, of the age of the oldest of them
+    /// (from its arrival at the node). The enterprise entry is the
+    /// sample-to-HQ latency. Lines and devices record nothing.
     pub rollup_latency: [Histogram; 5],
 }
 

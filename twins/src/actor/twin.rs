@@ -166,6 +166,8 @@ pub struct TwinArgs {
 #[derive(Debug, Clone)]
 pub struct ParentLink {
     pub actor: ActorRef<TwinMsg>,
+    /// The parent's index in `model.twins` (its mailbox count).
+    pub twin: usize,
     pub index: u32,
     pub plan: Arc<Plan>,
 }
@@ -801,10 +803,9 @@ impl TwinState {
             wake,
             oldest_arrival,
         };
-        let parent_def = self.ctx.model.twins[self.def].parent.unwrap_or(0);
         if self
             .ctx
-            .cast_to(parent_def, &parent.actor, TwinMsg::ChildUpdate(update))
+            .cast_to(parent.twin, &parent.actor, TwinMsg::ChildUpdate(update))
             .is_err()
         {
             tracing::debug!(twin = %self.path, "parent gone; update dropped");
@@ -866,7 +867,9 @@ impl TwinState {
 
     fn publish_container(&mut self, oldest_arrival: Timestamp) {
         let now = self.ctx.clock.now();
-        if oldest_arrival != Timestamp::MAX {
+        // Lines are the most numerous containers: recording theirs would
+        // make every worker contend for the same histogram.
+        if oldest_arrival != Timestamp::MAX && self.tier() < Tier::Line {
             self.ctx
                 .metrics
                 .rollup_latency(self.tier())
@@ -1051,6 +1054,7 @@ impl TwinState {
             def,
             parent: Some(ParentLink {
                 actor: myself.clone(),
+                twin: self.def,
                 index: index as u32,
                 plan,
             }),
