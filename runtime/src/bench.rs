@@ -653,13 +653,14 @@ async fn feed_each_once(node: &Node) {
     let devices = device_indices(&node.ctx);
     let before = node.ctx.metrics.batches.load(Ordering::Relaxed);
     for (k, &d) in devices.iter().enumerate() {
-        if let Some(a) = node.ctx.actor_of(d) {
-            let now = node.ctx.clock.now();
-            let _ = a.cast(TwinMsg::Samples(SampleBatch {
+        let now = node.ctx.clock.now();
+        let _ = node.ctx.cast(
+            d,
+            TwinMsg::Samples(SampleBatch {
                 samples: batch(k as u64, now),
                 arrival: now,
-            }));
-        }
+            }),
+        );
     }
     while node.ctx.metrics.batches.load(Ordering::Relaxed) < before + devices.len() as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -673,9 +674,9 @@ const WINDOW: u64 = 20_000;
 /// samples/s. Returns the samples processed in that time.
 async fn drive_node(node: &Node, dur: Duration, rate: Option<u64>) -> u64 {
     let devices = device_indices(&node.ctx);
-    let refs: Vec<ActorRef<TwinMsg>> = devices
+    let refs: Vec<(usize, ActorRef<TwinMsg>)> = devices
         .iter()
-        .filter_map(|&d| node.ctx.actor_of(d))
+        .filter_map(|&d| Some((d, node.ctx.actor_of(d)?)))
         .collect();
     let processed = |ctx: &TwinContext| ctx.metrics.batches.load(Ordering::Relaxed);
     let start_batches = processed(&node.ctx);
@@ -706,10 +707,15 @@ async fn drive_node(node: &Node, dur: Duration, rate: Option<u64>) -> u64 {
                 k = (k + 1) % refs.len();
                 k
             };
-            let _ = refs[i].cast(TwinMsg::Samples(SampleBatch {
-                samples: batch(sent, now),
-                arrival: now,
-            }));
+            let (twin, actor) = &refs[i];
+            let _ = node.ctx.cast_to(
+                *twin,
+                actor,
+                TwinMsg::Samples(SampleBatch {
+                    samples: batch(sent, now),
+                    arrival: now,
+                }),
+            );
             sent += 1;
         }
         tokio::task::yield_now().await;

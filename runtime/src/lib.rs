@@ -12,6 +12,7 @@
 //! - [`router`]: routing samples from sources to twins.
 //! - [`summary`]: the live terminal summary.
 //! - [`http`]: the HTTP API, live streams, dashboard and `/metrics`.
+//! - [`metrics`] and [`health`]: what `/metrics`, `/healthz` and `/readyz` report.
 //! - [`cli`]: the `twinrt` subcommands, and [`bench`] for `twinrt bench`.
 //! - [`client`]: the command-line client of a running node (`twinrt get`,
 //!   `watch`, `alarms`, `history`).
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod edge;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod model_dir;

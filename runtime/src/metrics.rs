@@ -1,22 +1,28 @@
 //! The node's metrics in the Prometheus text exposition format (0.0.4):
-//! twins by tier, samples, restarts, alarms by priority, and every edge
-//! adapter's state and counters. The HTTP layer serves [`render`] at
-//! `/metrics`.
+//! twins by tier, samples and their rate, roll-up latency by tier, the
+//! deepest mailbox, store commits, restarts, alarms by priority, every edge
+//! adapter's state and counters, and the HTTP API's counters. The HTTP layer
+//! serves [`render`] at `/metrics`; `docs/architecture.md` ("Metrics") lists
+//! every family.
 //!
 //! Metric names start with `twinrt_`. Adapter counters keep the name their
 //! adapter gives them (`modbus_polls` becomes `twinrt_modbus_polls_total`); a
 //! counter pair `X_count` and `X_sum` becomes a summary `X`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use adapters::{Stat, StatKind};
 use cluster::TwinDirectory;
+use tokio::time::Instant;
 use twins::alarm::Priority;
+use twins::histogram::HistogramSnapshot;
 use twins::model::Tier;
 
 use crate::edge::AdapterState;
+use crate::http::ApiMetrics;
 use crate::node::Node;
 
 /// The type of a metric family.
@@ -25,6 +31,7 @@ pub enum Kind {
     Counter,
     Gauge,
     Summary,
+    Histogram,
 }
 
 impl Kind {
@@ -33,6 +40,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Summary => "summary",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -100,6 +108,42 @@ impl Exposition {
                 .collect(),
             value,
         });
+    }
+
+    /// Adds a histogram of seconds (its `_bucket`s with `le`, `_sum` and
+    /// `_count`) to family `name`.
+    pub fn add_histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        h: &HistogramSnapshot,
+    ) {
+        for (i, &count) in h.cumulative.iter().enumerate() {
+            let le = match h.bounds_us.get(i) {
+                Some(&us) => number(us as f64 / 1e6),
+                None => "+Inf".to_owned(),
+            };
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.push(
+                name,
+                help,
+                Kind::Histogram,
+                "_bucket",
+                &with_le,
+                count as f64,
+            );
+        }
+        self.push(name, help, Kind::Histogram, "_sum", labels, h.sum_seconds());
+        self.push(
+            name,
+            help,
+            Kind::Histogram,
+            "_count",
+            labels,
+            h.count() as f64,
+        );
     }
 
     /// Adds an adapter's stats.
@@ -209,8 +253,50 @@ fn number(v: f64) -> String {
     }
 }
 
-/// Every metric of `node`.
-pub async fn render(node: &Node) -> String {
+/// A rate over a sliding window from readings of a running total, taken
+/// now and then (the node's ticker reads its sample counter): no cost per
+/// sample. Sans-IO: the caller passes the instants.
+#[derive(Debug)]
+pub struct RateWindow {
+    window: Duration,
+    /// `(when, total)`, oldest first; the first may be older than the window
+    /// so that the rate spans all of it.
+    readings: VecDeque<(Instant, u64)>,
+}
+
+impl RateWindow {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            readings: VecDeque::new(),
+        }
+    }
+
+    /// Records that the total was `total` at `at`.
+    pub fn record(&mut self, at: Instant, total: u64) {
+        self.readings.push_back((at, total));
+        let start = at.checked_sub(self.window).unwrap_or(at);
+        while self.readings.get(1).is_some_and(|(t, _)| *t <= start) {
+            self.readings.pop_front();
+        }
+    }
+
+    /// Units per second from the oldest reading kept to `(at, total)`; 0
+    /// before any reading or when no time passed.
+    pub fn rate(&self, at: Instant, total: u64) -> f64 {
+        let Some(&(t0, n0)) = self.readings.front() else {
+            return 0.0;
+        };
+        let secs = at.saturating_duration_since(t0).as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        total.saturating_sub(n0) as f64 / secs
+    }
+}
+
+/// Every metric of `node` and, when the HTTP API runs, of `api`.
+pub async fn render(node: &Node, api: Option<&ApiMetrics>) -> String {
     let mut e = Exposition::new();
     let model = &node.ctx.model;
     let mut by_tier = [0u64; 5];
@@ -279,6 +365,74 @@ pub async fn render(node: &Node) -> String {
             c.load(Ordering::Relaxed) as f64,
         );
     }
+    e.add(
+        "samples_per_second",
+        "Samples applied to twins per second over the last 10 s.",
+        Kind::Gauge,
+        &[],
+        node.samples_per_second(),
+    );
+    // Tiers order top-down: plant, region and enterprise (lines and devices
+    // record none, see `TwinMetrics::rollup_latency`).
+    for tier in Tier::ALL.into_iter().filter(|t| *t < Tier::Line) {
+        e.add_histogram(
+            "rollup_latency_seconds",
+            "Age of the oldest new sample (since its arrival at the node) in each roll-up a \
+             plant, region or enterprise twin applies, by its tier; tier=\"enterprise\" is \
+             sample-to-HQ.",
+            &[("tier", tier.name())],
+            &m.rollup_latency(tier).snapshot(),
+        );
+    }
+    e.add(
+        "mailbox_depth_max",
+        "Sample batches and child updates waiting in the deepest twin mailbox.",
+        Kind::Gauge,
+        &[],
+        f64::from(node.ctx.deepest_mailbox().map_or(0, |(_, n)| n)),
+    );
+    if let Some(w) = &node.writer {
+        let wm = w.metrics();
+        e.add_histogram(
+            "store_commit_seconds",
+            "Duration of each store write (one batch) by the write-behind writer, failed ones included.",
+            &[],
+            &wm.commit_latency,
+        );
+        e.push(
+            "store_batch_records",
+            "Records per batch written to the store.",
+            Kind::Summary,
+            "_count",
+            &[],
+            wm.batches as f64,
+        );
+        e.push(
+            "store_batch_records",
+            "Records per batch written to the store.",
+            Kind::Summary,
+            "_sum",
+            &[],
+            wm.records_written as f64,
+        );
+        e.add(
+            "store_write_errors",
+            "Failed store write attempts (each is retried).",
+            Kind::Counter,
+            &[],
+            wm.errors as f64,
+        );
+        e.add(
+            "store_queue",
+            "Writes waiting in the write-behind queue.",
+            Kind::Gauge,
+            &[],
+            wm.queued as f64,
+        );
+    }
+    if let Some(api) = api {
+        add_api(&mut e, api);
+    }
     if let Ok(root) = node.directory.get(node.root_path().as_str())
         && let Ok(view) = root.view().await
     {
@@ -341,9 +495,113 @@ pub async fn render(node: &Node) -> String {
     e.render()
 }
 
+fn add_api(e: &mut Exposition, api: &ApiMetrics) {
+    for (status, n) in api.responses() {
+        e.add(
+            "http_responses",
+            "HTTP responses sent, by status code.",
+            Kind::Counter,
+            &[("status", &status.to_string())],
+            n as f64,
+        );
+    }
+    let counters = [
+        (
+            "http_auth_failures",
+            "HTTP requests with a missing, malformed or unknown token.",
+            &api.auth_failures,
+        ),
+        (
+            "http_denials",
+            "HTTP requests refused for the token's role or scope (403).",
+            &api.denials,
+        ),
+        (
+            "http_connections_cut",
+            "HTTP connections closed for a slow request or over the connection limit.",
+            &api.connections_cut,
+        ),
+        (
+            "sse_events",
+            "Events sent to live (SSE) clients.",
+            &api.sse_events,
+        ),
+        (
+            "sse_dropped",
+            "Events live clients lost because they read too slowly.",
+            &api.sse_dropped,
+        ),
+        (
+            "sse_resumed",
+            "Live clients that resumed from a Last-Event-ID.",
+            &api.sse_resumed,
+        ),
+    ];
+    for (name, help, c) in counters {
+        e.add(name, help, Kind::Counter, &[], ApiMetrics::get(c) as f64);
+    }
+    e.add(
+        "sse_clients",
+        "Live (SSE) clients connected now.",
+        Kind::Gauge,
+        &[],
+        ApiMetrics::get(&api.sse_clients) as f64,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = twins::histogram::Histogram::default();
+        h.observe(Duration::from_micros(800));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(11));
+        let mut e = Exposition::new();
+        e.add_histogram(
+            "lat_seconds",
+            "Latency.",
+            &[("tier", "line")],
+            &h.snapshot(),
+        );
+        let text = e.render();
+        for line in [
+            "# TYPE twinrt_lat_seconds histogram\n",
+            "twinrt_lat_seconds_bucket{tier=\"line\",le=\"0.001\"} 1\n",
+            "twinrt_lat_seconds_bucket{tier=\"line\",le=\"0.0025\"} 1\n",
+            "twinrt_lat_seconds_bucket{tier=\"line\",le=\"0.005\"} 2\n",
+            "twinrt_lat_seconds_bucket{tier=\"line\",le=\"10\"} 2\n",
+            "twinrt_lat_seconds_bucket{tier=\"line\",le=\"+Inf\"} 3\n",
+            "twinrt_lat_seconds_sum{tier=\"line\"} 11.0038\n",
+            "twinrt_lat_seconds_count{tier=\"line\"} 3\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_rate_spans_the_window_and_forgets_older_readings() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let mut r = RateWindow::new(Duration::from_secs(10));
+        assert_eq!(r.rate(t0, 0), 0.0, "no reading yet");
+        r.record(t0, 0);
+        assert_eq!(r.rate(t0, 5), 0.0, "no time passed");
+        for k in 1..=30 {
+            // 100 per second for 20 s, then 1000 per second.
+            let total = if k <= 20 {
+                k * 100
+            } else {
+                2000 + (k - 20) * 1000
+            };
+            r.record(s(k), total);
+        }
+        // The window is the last 10 s: only the 1000/s part.
+        assert!((r.rate(s(30), 12_000) - 1000.0).abs() < 1e-9);
+        assert!(r.readings.len() <= 11, "{}", r.readings.len());
+    }
 
     #[test]
     fn families_are_grouped_sorted_and_escaped() {

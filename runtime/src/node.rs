@@ -1,7 +1,8 @@
 //! The node: the composition root that wires model, store, twins and sources.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adapters::{PointSpec, Registry, SampleSink, SampleSource, SourceEnv};
@@ -15,6 +16,7 @@ use twins::{Clock, TwinPath};
 
 use crate::audit::{AuditEntry, AuditHandle, AuditLog, Category};
 use crate::edge::{Edge, SIM_KIND};
+use crate::metrics::RateWindow;
 use crate::router::Router;
 use crate::sim_source::SimSource;
 
@@ -77,6 +79,8 @@ pub struct Node {
     /// The tamper-evident audit log, in the node's store.
     pub audit: AuditLog,
     audit_handle: Option<AuditHandle>,
+    /// Samples applied, read by the ticker (for `/metrics`).
+    sample_rate: Arc<Mutex<RateWindow>>,
     root: ActorRef<TwinMsg>,
     root_join: tokio::task::JoinHandle<()>,
     writer_handle: Option<WriterHandle>,
@@ -163,7 +167,13 @@ impl Node {
                 }
             }));
         }
-        tasks.push(spawn_ticker(ctx.clone(), config.tick, shutdown_rx));
+        let sample_rate = Arc::new(Mutex::new(RateWindow::new(SAMPLE_RATE_WINDOW)));
+        tasks.push(spawn_ticker(
+            ctx.clone(),
+            config.tick,
+            sample_rate.clone(),
+            shutdown_rx,
+        ));
         let root_path = model.twins[0].path.to_string();
         audit.record(
             AuditEntry::new(Category::Node, "start").target(format!("{root_path} ({total} twins)")),
@@ -178,6 +188,7 @@ impl Node {
             brokers,
             audit,
             audit_handle: Some(audit_handle),
+            sample_rate,
             root,
             root_join,
             writer_handle: Some(writer_handle),
@@ -189,6 +200,16 @@ impl Node {
     /// The root (enterprise) twin's path.
     pub fn root_path(&self) -> &TwinPath {
         &self.ctx.model.twins[0].path
+    }
+
+    /// Samples applied per second over the last [`SAMPLE_RATE_WINDOW`]
+    /// (as of the ticker's latest reading and now).
+    pub fn samples_per_second(&self) -> f64 {
+        let total = self.ctx.metrics.samples.load(Ordering::Relaxed);
+        self.sample_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rate(tokio::time::Instant::now(), total)
     }
 
     /// Whether the root twin has stopped (it escalated a failure).
@@ -310,9 +331,11 @@ async fn start_embedded_brokers(
     Ok(brokers)
 }
 
+/// The window of [`Node::samples_per_second`].
+pub const SAMPLE_RATE_WINDOW: Duration = Duration::from_secs(10);
+
 /// Waits until `total` twins have started (initial spawn of the tree).
 async fn wait_started(ctx: &TwinContext, total: u64) {
-    use std::sync::atomic::Ordering;
     let mut delay = Duration::from_micros(200);
     while ctx.metrics.twins_started.load(Ordering::Relaxed) < total {
         tokio::time::sleep(delay).await;
@@ -323,6 +346,7 @@ async fn wait_started(ctx: &TwinContext, total: u64) {
 fn spawn_ticker(
     ctx: Arc<TwinContext>,
     tick: Duration,
+    sample_rate: Arc<Mutex<RateWindow>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -330,7 +354,12 @@ fn spawn_ticker(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => {
+                at = interval.tick() => {
+                    let samples = ctx.metrics.samples.load(Ordering::Relaxed);
+                    sample_rate
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(at, samples);
                     if let Some(root) = ctx.actor_of(0) {
                         let _ = root.cast(TwinMsg::Tick);
                     }

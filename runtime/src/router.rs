@@ -36,10 +36,10 @@ impl Router {
 
     fn send(&self, twin: usize, samples: Vec<PropSample>, arrival: Timestamp) {
         let n = samples.len() as u64;
-        let delivered = self.ctx.actor_of(twin).is_some_and(|a| {
-            a.cast(TwinMsg::Samples(SampleBatch { samples, arrival }))
-                .is_ok()
-        });
+        let delivered = self
+            .ctx
+            .cast(twin, TwinMsg::Samples(SampleBatch { samples, arrival }))
+            .is_ok();
         if !delivered {
             self.undeliverable.fetch_add(n, Ordering::Relaxed);
             tracing::debug!(source = %self.source, twin = %self.ctx.model.twins[twin].path, "twin not running; batch not delivered");

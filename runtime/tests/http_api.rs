@@ -1303,3 +1303,71 @@ async fn the_audit_log_records_auth_failures_denials_and_alarm_commands() {
     assert_eq!(report.records as usize, records.len());
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_for_prometheus_with_the_api_families() {
+    use std::io::Write;
+    let f = start(|_| {}).await;
+    f.set_flow(EAST_PUMP, 150.0).await;
+    f.wait_for("/api/twins/acme", "HQ counts the alarm", |t| {
+        t["alarm_summary"]["active"]["high"] == 1
+    })
+    .await;
+    let _live = Sse::open(&f, "admin", "acme/**", None).await;
+    let r = f.http.get(f.url("/api/whoami")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = f
+        .http
+        .get(f.url("/metrics"))
+        .bearer_auth(&f.tokens["admin"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text().await.unwrap();
+    for family in [
+        "twinrt_twins{tier=\"device\"} 5\n",
+        "twinrt_http_responses_total{status=\"401\"} 1\n",
+        "twinrt_http_responses_total{status=\"200\"} ",
+        "twinrt_http_auth_failures_total 1\n",
+        "twinrt_sse_clients 1\n",
+        "# TYPE twinrt_rollup_latency_seconds histogram\n",
+        "# TYPE twinrt_store_commit_seconds histogram\n",
+        "# TYPE twinrt_mailbox_depth_max gauge\n",
+        "# TYPE twinrt_samples_per_second gauge\n",
+        "twinrt_alarms_active{priority=\"high\"} 1\n",
+    ] {
+        assert!(
+            text.contains(family),
+            "no `{}` in:\n{text}",
+            family.trim_end()
+        );
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt-get install prometheus; ./scripts/test.sh does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.stop().await;
+}

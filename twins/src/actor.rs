@@ -11,6 +11,7 @@ pub use feed::{ChangeFeed, TwinChange};
 pub use plan::{Plan, Source};
 pub use scheduler::Scheduler;
 pub use twin::{
-    AlarmCommand, AlarmView, ChildUpdate, EVENTS_PER_SEQ, ParentLink, PropView, SampleBatch,
-    TwinActor, TwinArgs, TwinError, TwinMsg, TwinState, TwinView, spawn_root,
+    ADAPTER_RESTART_MIN, AlarmCommand, AlarmView, ChildUpdate, EVENTS_PER_SEQ, ParentLink,
+    PropView, SampleBatch, TwinActor, TwinArgs, TwinError, TwinMsg, TwinState, TwinView,
+    spawn_root,
 };

@@ -8,10 +8,12 @@
 //! - [`units`], [`expr`]: engineering units and compiled expressions.
 //! - [`model`]: the TOML model language, validated into a [`model::Model`].
 //! - [`alarm`]: the ISA-18.2 alarm state machine.
+//! - [`histogram`]: lock-free latency histograms for the metrics.
 
 pub mod actor;
 pub mod alarm;
 pub mod expr;
+pub mod histogram;
 pub mod id;
 pub mod model;
 pub mod quality;

@@ -328,7 +328,7 @@ async fn method_not_allowed() -> ApiError {
 async fn serve_metrics(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     let root = api.model().twins[0].path.clone();
     api.authorize(&caller, Role::Viewer, "reading metrics", Some(&root))?;
-    let text = crate::metrics::render(&api.node).await;
+    let text = crate::metrics::render(&api.node, Some(&api.metrics)).await;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -340,30 +340,22 @@ async fn serve_metrics(State(api): State<Arc<Api>>, caller: Caller) -> Result<Re
 }
 
 async fn healthz(State(api): State<Arc<Api>>) -> Response {
-    if api.node.root_failed() {
-        (StatusCode::SERVICE_UNAVAILABLE, "the root twin failed\n").into_response()
-    } else {
+    let h = crate::health::health(&api.node);
+    if h.live {
         (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let why = format!("not live: {}\n", h.reasons.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     }
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
-    let started = twins::actor::TwinMetrics::get(&api.node.ctx.metrics.twins_started);
-    let total = api.model().twins.len() as u64;
-    if api.node.root_failed() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the root twin failed\n",
-        )
-            .into_response()
-    } else if started < total {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {started} of {total} twins started\n"),
-        )
-            .into_response()
-    } else {
+    let h = crate::health::health(&api.node);
+    if h.ready {
         (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let why = format!("not ready: {}\n", h.reasons.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     }
 }
 

@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::Model;
+use crate::histogram::Histogram;
+use crate::model::{Model, Tier};
 use crate::rollup::AlarmCounts;
 use crate::store::{Store, StoreWriter};
 use crate::time::{Clock, Timestamp};
 
-use ractor::{ActorCell, ActorRef, SpawnErr};
+use ractor::{ActorCell, ActorRef, MessagingErr, SpawnErr};
 
 use super::feed::ChangeFeed;
 use super::plan::Plan;
@@ -65,12 +66,29 @@ pub struct TwinMetrics {
     pub writes_dropped: AtomicU64,
     /// Edge adapters restarted after a failure.
     pub adapter_restarts: AtomicU64,
+    /// Roll-up latency by the tier it reached (index [`Tier::index`]): one
+    /// observation each time a plant, region or enterprise twin applies a
+    /// roll-up that includes new samples, of the age of the oldest of them
+    /// (from its arrival at the node). The enterprise entry is the
+    /// sample-to-HQ latency. Lines and devices record nothing.
+    pub rollup_latency: [Histogram; 5],
 }
 
 impl TwinMetrics {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// The roll-up latency histogram of `tier`.
+    pub fn rollup_latency(&self, tier: Tier) -> &Histogram {
+        &self.rollup_latency[tier.index()]
+    }
+}
+
+/// Decrements a mailbox count, never below zero (a message sent with a
+/// plain `cast` was never counted).
+fn dequeue(n: &AtomicU32) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 pub(crate) fn inc(counter: &AtomicU64, n: u64) {
@@ -102,6 +120,10 @@ pub struct TwinContext {
     names: Vec<ClassNames>,
     /// The running actor of every twin, by index in `model.twins`; updated on restart.
     refs: Box<[Mutex<Option<ActorRef<TwinMsg>>>]>,
+    /// Sample batches and child updates waiting in each twin's mailbox
+    /// (ractor does not expose a queue length): counted by
+    /// [`TwinContext::cast_to`], uncounted by the twin as it handles them.
+    mailboxes: Box<[AtomicU32]>,
 }
 
 /// A class's names as shared strings (no allocation per record).
@@ -186,6 +208,63 @@ impl TwinContext {
             plans: Mutex::new(HashMap::new()),
             names,
             refs: (0..model_len).map(|_| Mutex::new(None)).collect(),
+            mailboxes: (0..model_len).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Sends `msg` to twin `twin` (index in `model.twins`) if it is running.
+    /// Sample batches and child updates are counted in its mailbox depth.
+    pub fn cast(&self, twin: usize, msg: TwinMsg) -> Result<(), MessagingErr<TwinMsg>> {
+        match self.actor_of(twin) {
+            Some(actor) => self.cast_to(twin, &actor, msg),
+            None => Err(MessagingErr::SendErr(msg)),
+        }
+    }
+
+    /// Sends `msg` to `actor`, the running actor of twin `twin`. Sample
+    /// batches and child updates are counted in its mailbox depth: send
+    /// them this way rather than with `actor.cast`.
+    pub fn cast_to(
+        &self,
+        twin: usize,
+        actor: &ActorRef<TwinMsg>,
+        msg: TwinMsg,
+    ) -> Result<(), MessagingErr<TwinMsg>> {
+        let slot = msg.is_counted().then(|| self.mailboxes.get(twin)).flatten();
+        if let Some(n) = slot {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = actor.cast(msg);
+        if result.is_err()
+            && let Some(n) = slot
+        {
+            dequeue(n);
+        }
+        result
+    }
+
+    /// The deepest mailbox now: `(twin index, sample batches and child
+    /// updates waiting)`; `None` for an empty model. Scans every twin.
+    pub fn deepest_mailbox(&self) -> Option<(usize, u32)> {
+        self.mailboxes
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .enumerate()
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+    }
+
+    /// Twin `twin` took a counted message from its mailbox.
+    pub(crate) fn dequeued(&self, twin: usize) {
+        if let Some(n) = self.mailboxes.get(twin) {
+            dequeue(n);
+        }
+    }
+
+    /// A (re)started twin has an empty mailbox (what its previous instance
+    /// left unhandled is gone).
+    pub(crate) fn reset_mailbox(&self, twin: usize) {
+        if let Some(n) = self.mailboxes.get(twin) {
+            n.store(0, Ordering::Relaxed);
         }
     }
 
@@ -269,5 +348,108 @@ impl TwinContext {
     /// Staleness limit of a property with expected period `period`.
     pub(crate) fn stale_after(&self, period: Duration) -> Duration {
         period.mul_f64(self.model.settings.stale_factor.max(1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SourceFile, compile};
+    use ractor::Actor;
+
+    /// Holds every message it gets: what waits in a twin's mailbox stays
+    /// counted until the twin takes it.
+    #[derive(Debug)]
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = TwinMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<TwinMsg>,
+            _args: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    fn samples() -> TwinMsg {
+        TwinMsg::Samples(super::super::twin::SampleBatch {
+            samples: Vec::new(),
+            arrival: Timestamp::ZERO,
+        })
+    }
+
+    #[tokio::test]
+    async fn counted_casts_raise_the_depth_and_failed_ones_do_not() {
+        let model = compile(&[SourceFile {
+            path: "m.toml".into(),
+            text: r#"
+[class.E]
+tier = "enterprise"
+[class.R]
+tier = "region"
+[class.P]
+tier = "plant"
+[class.L]
+tier = "line"
+[class.D]
+tier = "device"
+[enterprise]
+name = "acme"
+class = "E"
+[twin."r"]
+class = "R"
+[twin."r/p"]
+class = "P"
+[twin."r/p/l"]
+class = "L"
+[twin."r/p/l/d1"]
+class = "D"
+[twin."r/p/l/d2"]
+class = "D"
+"#
+            .into(),
+        }])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let index = |path: &str| {
+            model
+                .twins
+                .iter()
+                .position(|t| t.path.as_str() == path)
+                .expect("a twin of the model")
+        };
+        let (d1, d2) = (index("acme/r/p/l/d1"), index("acme/r/p/l/d2"));
+        let ctx = TwinContext::new(Arc::new(model), Clock::system());
+        assert_eq!(ctx.deepest_mailbox(), Some((0, 0)));
+        let (sink, handle) = Actor::spawn(None, Sink, ()).await.expect("sink starts");
+        for _ in 0..3 {
+            ctx.cast_to(d2, &sink, samples()).expect("sent");
+        }
+        ctx.cast_to(d1, &sink, samples()).expect("sent");
+        // Ticks are not counted.
+        ctx.cast_to(d1, &sink, TwinMsg::Tick).expect("sent");
+        assert_eq!(ctx.deepest_mailbox(), Some((d2, 3)));
+        ctx.dequeued(d2);
+        ctx.dequeued(d2);
+        ctx.dequeued(d2);
+        assert_eq!(ctx.deepest_mailbox(), Some((d1, 1)));
+        // Never below zero: a plain `cast` was never counted.
+        ctx.dequeued(d2);
+        ctx.dequeued(d1);
+        assert_eq!(ctx.deepest_mailbox(), Some((0, 0)));
+        sink.stop(None);
+        handle.await.expect("sink stops");
+        assert!(ctx.cast_to(d2, &sink, samples()).is_err());
+        assert_eq!(
+            ctx.deepest_mailbox(),
+            Some((0, 0)),
+            "a failed cast is not counted"
+        );
+        // No twin is registered: nothing to send to.
+        assert!(ctx.cast(d2, samples()).is_err());
     }
 }

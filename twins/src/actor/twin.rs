@@ -93,6 +93,15 @@ pub enum TwinMsg {
     RestartAdapter(u32),
 }
 
+impl TwinMsg {
+    /// Whether the message counts in the twin's mailbox depth: the kinds
+    /// that can pile up (sample batches from the edge, updates from
+    /// children). See [`TwinContext::cast_to`].
+    pub fn is_counted(&self) -> bool {
+        matches!(self, TwinMsg::Samples(_) | TwinMsg::ChildUpdate(_))
+    }
+}
+
 /// A child's contribution as it travels to its parent.
 #[derive(Debug, Clone)]
 pub struct ChildUpdate {
@@ -157,6 +166,8 @@ pub struct TwinArgs {
 #[derive(Debug, Clone)]
 pub struct ParentLink {
     pub actor: ActorRef<TwinMsg>,
+    /// The parent's index in `model.twins` (its mailbox count).
+    pub twin: usize,
     pub index: u32,
     pub plan: Arc<Plan>,
 }
@@ -214,7 +225,7 @@ struct AdapterChild {
 }
 
 /// First delay before restarting a failed adapter; doubles per failure in a row.
-const ADAPTER_RESTART_MIN: Duration = Duration::from_secs(1);
+pub const ADAPTER_RESTART_MIN: Duration = Duration::from_secs(1);
 /// Longest delay before restarting a failed adapter.
 const ADAPTER_RESTART_MAX: Duration = Duration::from_secs(30);
 /// An adapter that ran this long before failing starts over at the first delay.
@@ -295,6 +306,7 @@ impl Actor for TwinActor {
         myself: ActorRef<TwinMsg>,
         state: &mut TwinState,
     ) -> Result<(), ActorProcessingErr> {
+        state.ctx.reset_mailbox(state.def);
         state.ctx.register(state.def, Some(myself.clone()));
         inc(&state.ctx.metrics.twins_started, 1);
         if state.container.is_some() {
@@ -330,6 +342,9 @@ impl Actor for TwinActor {
         msg: TwinMsg,
         state: &mut TwinState,
     ) -> Result<(), ActorProcessingErr> {
+        if msg.is_counted() {
+            state.ctx.dequeued(state.def);
+        }
         if let Some(faults) = &state.ctx.faults
             && faults.should_panic(state.def)
         {
@@ -788,7 +803,11 @@ impl TwinState {
             wake,
             oldest_arrival,
         };
-        if parent.actor.cast(TwinMsg::ChildUpdate(update)).is_err() {
+        if self
+            .ctx
+            .cast_to(parent.twin, &parent.actor, TwinMsg::ChildUpdate(update))
+            .is_err()
+        {
             tracing::debug!(twin = %self.path, "parent gone; update dropped");
         }
         self.last_sent = Some(fingerprint);
@@ -848,6 +867,14 @@ impl TwinState {
 
     fn publish_container(&mut self, oldest_arrival: Timestamp) {
         let now = self.ctx.clock.now();
+        // Lines are the most numerous containers: recording theirs would
+        // make every worker contend for the same histogram.
+        if oldest_arrival != Timestamp::MAX && self.tier() < Tier::Line {
+            self.ctx
+                .metrics
+                .rollup_latency(self.tier())
+                .observe(now.since(oldest_arrival));
+        }
         // Children with suppression conditions hear of changed values and
         // qualities (not of mere re-computation).
         let suppressible = self.container.as_ref().is_some_and(|c| c.any_suppressible);
@@ -1027,6 +1054,7 @@ impl TwinState {
             def,
             parent: Some(ParentLink {
                 actor: myself.clone(),
+                twin: self.def,
                 index: index as u32,
                 plan,
             }),

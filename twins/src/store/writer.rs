@@ -41,7 +41,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +49,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{EventRecord, HistoryRecord, Store, StoreError, TwinRecord, WriteBatch};
+use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::id::TwinId;
 use crate::time::{Clock, Timestamp};
 
@@ -151,9 +152,16 @@ pub struct WriterMetrics {
     pub ops_coalesced: u64,
     pub write_latency_last: Duration,
     pub write_latency_max: Duration,
+    /// Duration of every [`Store::write`] attempt, failed ones included.
+    pub commit_latency: HistogramSnapshot,
+    /// Records (history, events, states, meta) in the batches written
+    /// successfully, cumulative.
+    pub records_written: u64,
     /// Failed write attempts.
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Whether the last write attempt failed (the batch is being retried).
+    pub failing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +174,9 @@ struct Shared {
     latency_max_us: AtomicU64,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
+    commit: Histogram,
+    records: AtomicU64,
+    failing: AtomicBool,
 }
 
 /// The sending side of the write-behind queue. Cheap to clone.
@@ -261,6 +272,11 @@ impl StoreWriter {
         self.durable.clone()
     }
 
+    /// Whether the writer thread is still taking ops (it stops on shutdown).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     pub fn metrics(&self) -> WriterMetrics {
         let s = &self.shared;
         WriterMetrics {
@@ -271,7 +287,10 @@ impl StoreWriter {
             ops_coalesced: s.coalesced.load(Ordering::Relaxed),
             write_latency_last: Duration::from_micros(s.latency_last_us.load(Ordering::Relaxed)),
             write_latency_max: Duration::from_micros(s.latency_max_us.load(Ordering::Relaxed)),
+            commit_latency: s.commit.snapshot(),
+            records_written: s.records.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
+            failing: s.failing.load(Ordering::Relaxed),
             last_error: s
                 .last_error
                 .lock()
@@ -491,12 +510,19 @@ impl Loop {
         let started = std::time::Instant::now();
         let result = self.store.write(&self.pending.batch);
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared.commit.observe_micros(us);
+        self.shared
+            .failing
+            .store(result.is_err(), Ordering::Relaxed);
         self.shared.latency_last_us.store(us, Ordering::Relaxed);
         self.shared.latency_max_us.fetch_max(us, Ordering::Relaxed);
         let waiters = std::mem::take(&mut self.pending.waiters);
         match result {
             Ok(()) => {
                 let done = std::mem::take(&mut self.pending);
+                self.shared
+                    .records
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
                 let b = &done.batch;
                 let d = &mut self.durable;
                 d.flushes += 1;
@@ -818,6 +844,7 @@ mod tests {
         assert_eq!(*w.durable().borrow(), Durable::default());
         assert!(w.metrics().errors >= 2);
         assert_eq!(w.metrics().pending, 20);
+        assert!(w.metrics().failing, "the last attempt failed");
 
         store.always_fail.store(false, Ordering::SeqCst);
         assert_eq!(w.flush().await.unwrap(), 1);
@@ -828,6 +855,13 @@ mod tests {
         assert_eq!(store.batches().len(), 1, "one batch, kept across retries");
         let m = w.metrics();
         assert_eq!(m.batches, 1);
+        assert!(!m.failing, "the last attempt succeeded");
+        assert_eq!(m.records_written, 20);
+        assert_eq!(
+            m.commit_latency.count(),
+            m.errors + 1,
+            "every attempt is timed, failed ones included"
+        );
         assert!(m.last_error.unwrap().contains("injected failure"));
         assert_eq!(w.durable().borrow().history_records, 20);
     }
