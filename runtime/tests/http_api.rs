@@ -1371,3 +1371,36 @@ async fn metrics_are_served_for_prometheus_with_the_api_families() {
     );
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_carries_heartbeats() {
+    let f = start(|c| c.sse_heartbeat = Duration::from_millis(100)).await;
+    let r = f
+        .http
+        .get(f.url("/api/stream?path=acme/west/**"))
+        .bearer_auth(&f.tokens["admin"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text.matches(": heartbeat").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("heartbeats arrive")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        !text.contains("event:"),
+        "nothing changed in the west: {text}"
+    );
+    drop(body);
+    f.stop().await;
+}

@@ -8,10 +8,7 @@
 //! origin (the Content-Security-Policy below enforces it in the browser).
 //!
 //! The files need no token: the page asks for one and sends it to the API.
-//!
-//! ```ignore
-//! let app = api_router.merge(dashboard::routes());
-//! ```
+//! [`routes`] is merged into the node's router by [`super::router`].
 
 use std::sync::OnceLock;
 
