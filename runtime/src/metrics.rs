@@ -492,6 +492,30 @@ pub async fn render(node: &Node, api: Option<&ApiMetrics>) -> String {
             e.add_stats(&stats.stats());
         }
     }
+    let audit = node.audit.metrics();
+    e.add(
+        "audit_records",
+        "Records appended to the audit log.",
+        Kind::Counter,
+        &[],
+        audit.appended as f64,
+    );
+    for (category, n) in &audit.dropped {
+        e.add(
+            "audit_dropped",
+            "Audit entries dropped because the log's queue was full, by category.",
+            Kind::Counter,
+            &[("category", &category.to_string())],
+            *n as f64,
+        );
+    }
+    e.add(
+        "audit_write_failures",
+        "Audit log writes that failed (their entries are counted as lost).",
+        Kind::Counter,
+        &[],
+        audit.write_failures as f64,
+    );
     e.render()
 }
 

@@ -1342,6 +1342,8 @@ async fn metrics_are_served_for_prometheus_with_the_api_families() {
         "# TYPE twinrt_mailbox_depth_max gauge\n",
         "# TYPE twinrt_samples_per_second gauge\n",
         "twinrt_alarms_active{priority=\"high\"} 1\n",
+        "twinrt_audit_dropped_total{category=\"auth\"} 0\n",
+        "# TYPE twinrt_audit_records_total counter\n",
     ] {
         assert!(
             text.contains(family),

@@ -342,7 +342,8 @@ impl RawQuery {
         // Repeated keys become a sequence: `serde_urlencoded` cannot, so
         // gather them into a JSON object first.
         let mut map = serde_json::Map::new();
-        for (k, v) in form_pairs(self.0.as_deref().unwrap_or("")) {
+        let pairs = form_urlencoded::parse(self.0.as_deref().unwrap_or("").as_bytes());
+        for (k, v) in pairs.into_owned() {
             match map.get_mut(&k) {
                 Some(serde_json::Value::Array(a)) => a.push(v.into()),
                 Some(other) => {
@@ -367,38 +368,6 @@ impl RawQuery {
         serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
     }
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-fn form_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(x) => {
-                    out.push(x);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1196,5 +1165,62 @@ impl Api {
         let model = self.model();
         let i = self.index_of(path)?;
         Some(&model.classes[model.twins[i].class])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client puts in a query string, parsing answers with
+        /// a value or an error: it never panics.
+        #[test]
+        fn any_query_string_parses_or_is_refused(q in "\\PC{0,80}") {
+            let _ = RawQuery(Some(q.clone())).parse::<FindQuery>();
+            for w in q.split('&') {
+                let _ = Predicate::parse(w);
+                let _ = Glob::parse(w);
+                let _ = parse_time(w, Timestamp(0));
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_where_parameters_are_a_list_and_limit_a_number() {
+        let q: FindQuery = RawQuery(Some(
+            "where=flow%20%3E%201&where=quality(flow)%3Dbad&limit=5&path=acme%2F**".into(),
+        ))
+        .parse()
+        .unwrap();
+        assert_eq!(q.predicates, vec!["flow > 1", "quality(flow)=bad"]);
+        assert_eq!(q.limit, Some(5));
+        assert_eq!(q.path.as_deref(), Some("acme/**"));
+        let e = RawQuery(Some("limit=lots".into()))
+            .parse::<FindQuery>()
+            .unwrap_err();
+        assert_eq!(e.code, super::super::error::Code::BadRequest);
+    }
+
+    #[test]
+    fn downsampling_puts_every_point_in_its_bucket() {
+        let pts: Vec<HistoryPoint> = (0..100)
+            .map(|k| HistoryPoint {
+                ts: Timestamp(k * 10),
+                seq: 1,
+                value: Value::F64(k as f64),
+                quality: if k == 3 {
+                    twins::Quality::Bad(twins::Reason::Stale)
+                } else {
+                    twins::Quality::Good
+                },
+            })
+            .collect();
+        let (b, width) = downsample(&pts, Timestamp(0), Timestamp(1000), 4);
+        assert_eq!(width, 250);
+        assert_eq!(b.len(), 4);
+        assert_eq!((b[0].min, b[0].max, b[0].n, b[0].bad), (0.0, 24.0, 25, 1));
+        assert_eq!((b[3].min, b[3].max, b[3].avg), (75.0, 99.0, 87.0));
     }
 }
