@@ -170,7 +170,7 @@ pub fn twin(t: &Twin, now: Timestamp) -> String {
         ));
     }
     out.push('\n');
-    let sum = t.alarm_summary.unwrap_or_default();
+    let sum = t.alarm_summary;
     let _ = writeln!(
         out,
         "ALARMS  {} here; in the subtree {} active, {} unacked (urgent {}, high {}, medium {}, low {} active)",

@@ -383,7 +383,7 @@ pub struct HistoryQuery {
 }
 
 /// One bucket of a history answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Bucket {
     /// Start of the bucket (RFC 3339).
     pub ts: String,
@@ -393,10 +393,11 @@ pub struct Bucket {
     /// Values in the bucket.
     pub n: u64,
     /// Of which were not of good quality.
+    #[serde(default)]
     pub bad: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct History {
     pub twin: String,
     pub prop: String,
@@ -409,6 +410,7 @@ pub struct History {
     pub raw_points: u64,
     /// Whether the range held more points than one answer reads, so each
     /// bucket summarizes the first points of its interval only.
+    #[serde(default)]
     pub sampled: bool,
     pub points: Vec<Bucket>,
 }
@@ -662,9 +664,10 @@ pub struct AlarmsQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AlarmList {
     pub alarms: Vec<Alarm>,
+    #[serde(default)]
     pub truncated: bool,
 }
 

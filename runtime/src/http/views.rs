@@ -1,7 +1,7 @@
 //! The API's JSON shapes (see `docs/api.md`) and their conversions from the
-//! twins' own types.
+//! twins' own types. The CLI client decodes the same types.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use twins::actor::{AlarmView, PropView, TwinView};
 use twins::alarm::{AlarmMode, AlarmState, Priority};
@@ -53,7 +53,7 @@ pub fn kind_name(kind: &PropKind) -> &'static str {
 }
 
 /// How many children contributed to a roll-up, by quality.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Contributors {
     pub total: u32,
     pub good: u32,
@@ -73,21 +73,21 @@ impl From<Counts> for Contributors {
 }
 
 /// One property of a twin.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Property {
     pub name: String,
     /// `sourced`, `param`, `derived` or `rollup`.
-    pub kind: &'static str,
+    pub kind: String,
     #[schema(value_type = Object)]
     pub value: Json,
     pub unit: Option<String>,
     /// `good`, `uncertain` or `bad`.
-    pub quality: &'static str,
+    pub quality: String,
     /// Why the quality is not good (`comm_failure`, `stale`, …).
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
     /// Source timestamp (RFC 3339).
     pub ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contributors: Option<Contributors>,
 }
 
@@ -97,11 +97,12 @@ impl Property {
             name: p.name.clone(),
             kind: class
                 .and_then(|c| c.props.get(index))
-                .map_or("sourced", |d| kind_name(&d.kind)),
+                .map_or("sourced", |d| kind_name(&d.kind))
+                .to_string(),
             value: value_json(class, index, &p.value),
             unit: p.unit.clone(),
-            quality: quality_name(p.quality),
-            reason: reason_name(p.quality),
+            quality: quality_name(p.quality).to_string(),
+            reason: reason_name(p.quality).map(str::to_string),
             ts: p.ts.to_string(),
             contributors: p.counts.map(Contributors::from),
         }
@@ -109,7 +110,7 @@ impl Property {
 }
 
 /// Counts by priority.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 pub struct ByPriority {
     pub urgent: u32,
     pub high: u32,
@@ -118,6 +119,10 @@ pub struct ByPriority {
 }
 
 impl ByPriority {
+    pub fn total(&self) -> u32 {
+        self.urgent + self.high + self.medium + self.low
+    }
+
     fn of(counts: &[u32; 4]) -> Self {
         Self {
             urgent: counts[Priority::Urgent.index()],
@@ -129,7 +134,7 @@ impl ByPriority {
 }
 
 /// Active and unacknowledged alarms of a twin and its whole subtree.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 pub struct AlarmSummary {
     pub active: ByPriority,
     pub unacked: ByPriority,
@@ -145,24 +150,23 @@ impl From<&AlarmCounts> for AlarmSummary {
 }
 
 /// One alarm.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Alarm {
     /// `TWIN:ALARM`.
     pub id: String,
     pub twin: String,
     pub name: String,
     /// `urgent`, `high`, `medium` or `low`.
-    pub priority: &'static str,
+    pub priority: String,
     /// `normal`, `active_unacked`, `active_acked` or `returned_unacked`.
-    pub state: &'static str,
+    pub state: String,
     /// `enabled`, `shelved`, `suppressed` or `out_of_service`.
-    pub mode: &'static str,
+    pub mode: String,
     pub shelved_until: Option<String>,
-    /// When it entered its state.
+    /// When it entered its state (RFC 3339).
     pub since: String,
+    #[serde(default)]
     pub guidance: String,
-    #[serde(skip)]
-    pub sort: (Priority, Timestamp),
 }
 
 impl Alarm {
@@ -191,27 +195,32 @@ impl Alarm {
             id: format!("{twin}:{name}"),
             twin: twin.to_string(),
             name: name.to_string(),
-            priority: priority.name(),
-            state: state.name(),
-            mode: mode.name(),
+            priority: priority.name().to_string(),
+            state: state.name().to_string(),
+            mode: mode.name().to_string(),
             shelved_until: match mode {
                 AlarmMode::Shelved { until } => Some(until.to_string()),
                 _ => None,
             },
             since: since.to_string(),
             guidance: guidance.to_string(),
-            sort: (priority, since),
         }
     }
 }
 
-/// Most urgent first, then newest.
+/// Most urgent first, then newest (RFC 3339 times in UTC sort as text).
 pub fn sort_alarms(alarms: &mut [Alarm]) {
-    alarms.sort_by(|a, b| b.sort.cmp(&a.sort).then_with(|| a.id.cmp(&b.id)));
+    let rank = |a: &Alarm| Priority::ALL.iter().position(|p| p.name() == a.priority);
+    alarms.sort_by(|a, b| {
+        rank(b)
+            .cmp(&rank(a))
+            .then_with(|| b.since.cmp(&a.since))
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 /// One twin, as `GET /api/twins/{twin}` answers.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Twin {
     pub path: String,
     pub id: String,
@@ -222,6 +231,7 @@ pub struct Twin {
     pub seq: u64,
     pub properties: Vec<Property>,
     pub alarms: Vec<Alarm>,
+    #[serde(default)]
     pub alarm_summary: AlarmSummary,
     /// Paths of the twin's children.
     pub children: Vec<String>,
@@ -250,18 +260,18 @@ impl Twin {
 }
 
 /// A KPI of a tree node: one roll-up property.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Kpi {
     pub name: String,
     #[schema(value_type = Object)]
     pub value: Json,
     pub unit: Option<String>,
-    pub quality: &'static str,
-    pub reason: Option<&'static str>,
+    pub quality: String,
+    pub reason: Option<String>,
 }
 
 /// A node of `GET /api/tree/{twin}`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TreeNode {
     pub path: String,
     pub name: String,
@@ -291,8 +301,8 @@ impl TreeNode {
                 name: p.name.clone(),
                 value: value_json(class, i, &p.value),
                 unit: p.unit.clone(),
-                quality: quality_name(p.quality),
-                reason: reason_name(p.quality),
+                quality: quality_name(p.quality).to_string(),
+                reason: reason_name(p.quality).map(str::to_string),
             })
             .collect();
         TreeNode {
