@@ -71,11 +71,6 @@ pub fn hash_token(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Lower-case hex of a hash.
-pub fn hex(bytes: &[u8]) -> String {
-    twins::store::hex(bytes)
-}
-
 /// Parses 64 hex digits.
 pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
@@ -94,7 +89,7 @@ pub fn generate_secret() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("twr_{}", hex(&bytes))
+    format!("twr_{}", twins::store::hex(&bytes))
 }
 
 /// The tokens a node accepts, by hash.
@@ -113,14 +108,6 @@ impl Tokens {
     /// The token whose secret this is.
     pub fn lookup(&self, secret: &str) -> Option<Arc<TokenInfo>> {
         self.by_hash.get(&hash_token(secret)).cloned()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
     }
 }
 
@@ -248,7 +235,7 @@ mod tests {
         assert_eq!(tokens.lookup(&secret).as_deref(), Some(&info));
         assert!(tokens.lookup("twr_wrong").is_none());
         let h = hash_token(&secret);
-        assert_eq!(parse_hash(&hex(&h)), Some(h));
+        assert_eq!(parse_hash(&twins::store::hex(&h)), Some(h));
         assert_eq!(parse_hash("xyz"), None);
     }
 }

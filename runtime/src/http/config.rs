@@ -20,7 +20,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use twins::TwinPath;
 
-use super::auth::{Role, TokenInfo, Tokens, generate_secret, hash_token, hex, parse_hash};
+use super::auth::{Role, TokenInfo, Tokens, generate_secret, hash_token, parse_hash};
+use twins::store::hex;
 
 /// The file's contents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
